@@ -67,6 +67,9 @@ class Settings:
     ambiguous_retry_kinds: frozenset[str] = frozenset({"otp", "transactional"})
     #: how many due rows one sweep pass publishes at most
     sweep_batch: int = 1000
+    #: a due row published this long ago and still not claimed is taken as lost by the
+    #: broker and published again (a duplicate task is harmless: the claim guards)
+    republish_after_seconds: float = 300.0
     sandbox_port: int = SANDBOX_PORT
     data_dir: str = "var"
     log_level: str = "INFO"
@@ -292,6 +295,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         strip_diacritics=boolean("FIBOSMS_STRIP_DIACRITICS", False),
         ambiguous_retry_kinds=ambiguous_kinds,
         sweep_batch=integer("FIBOSMS_SWEEP_BATCH", 1000),
+        republish_after_seconds=number("FIBOSMS_REPUBLISH_AFTER_SECONDS", 300.0, minimum=1.0),
         sandbox_port=sandbox_port,
         data_dir=str(data_path),
         log_level=log_level,

@@ -1,0 +1,89 @@
+"""Celery's configuration for fibosms, derived from the one settings object.
+
+``worker.app`` (what ``celery -A worker`` loads) applies :func:`build` to the settings read
+from the environment. The choices fit a task that must not run twice by accident: JSON
+only, late acknowledgement, a task whose worker died goes back to the queue, one message
+prefetched at a time, no results stored (the ledger holds the outcome).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from worker.settings import Settings
+
+#: the task names, stable: Flower shows them and other processes publish by name
+SEND_TASK = "fibosms.send_sms"
+SWEEP_TASK = "fibosms.sweep"
+
+#: message kind → queue; a worker started without -Q consumes all three
+QUEUE_BY_KIND = {"otp": "urgent", "transactional": "default", "marketing": "bulk"}
+QUEUES = ("urgent", "default", "bulk")
+
+#: seconds; a retry shorter than this rides on a broker countdown, a longer one waits in the
+#: ledger for the sweep (Celery holds countdown tasks in worker memory, unacknowledged)
+COUNTDOWN_MAX_SECONDS = 60.0
+#: seconds Redis waits before it hands an unacknowledged task to another worker; above any
+#: countdown in use, or countdown tasks would be delivered again in a loop
+VISIBILITY_TIMEOUT_SECONDS = 3600
+#: how hard one publish tries before the message is left to the sweep (it is committed)
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0.1,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for ``settings``."""
+    transport_options: dict[str, Any] = {}
+    if is_redis(settings.broker_url):
+        transport_options = {
+            "visibility_timeout": max(
+                VISIBILITY_TIMEOUT_SECONDS, int(settings.sending_timeout_seconds * 2)
+            ),
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+        }
+    elif settings.broker_url.startswith("sqla+"):
+        transport_options = {"polling_interval": 0.2}
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 2,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "default",
+        "task_queues": tuple(Queue(name) for name in QUEUES),
+        "task_create_missing_queues": False,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "beat_schedule": {
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_seconds,
+                # a sweep that could not start before the next one is due is pointless
+                "options": {"expires": settings.sweep_seconds, "queue": "default"},
+            },
+        },
+        "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
+    }

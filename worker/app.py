@@ -1,0 +1,27 @@
+"""The Celery application, built from a Settings object."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+import celeryconfig
+from worker.settings import Settings
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for ``settings``; building it opens no connection."""
+    app = Celery("fibosms", set_as_current=False)
+    app.conf.update(celeryconfig.build(settings))
+    # a plain attribute, not a config key: Celery's config is shown by inspect and Flower
+    app.fibosms_settings = settings  # type: ignore[attr-defined]
+    # the tasks module registers on whichever app is current when it is imported
+    from worker import tasks
+
+    tasks.register(app)
+    return app
+
+
+def settings_of(app: Celery) -> Settings:
+    """The settings ``app`` was built from."""
+    settings: Settings = app.fibosms_settings
+    return settings

@@ -1,0 +1,89 @@
+"""Read-only views of the ledger for the command line and operators (masked numbers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import Failure, Message
+from worker.rules.phone import mask_phone
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
+    """``fibosms status``: one message's state, its number masked and its text left out."""
+    m = session.get(Message, message_id)
+    if m is None:
+        return None
+    return {
+        "id": m.id,
+        "status": m.status,
+        "kind": m.kind,
+        "queue": m.queue,
+        "recipient": mask_phone(m.recipient),
+        "sender": m.sender,
+        "service_type": m.service_type,
+        "segments": m.segments,
+        "attempts": m.attempts,
+        "ambiguous_attempts": m.ambiguous_attempts,
+        "last_code": m.last_code,
+        "last_error": m.last_error,
+        "idempotency_key": m.idempotency_key,
+        "created_at": _iso(m.created_at),
+        "next_attempt_at": _iso(m.next_attempt_at),
+        "first_attempt_at": _iso(m.first_attempt_at),
+        "sent_at": _iso(m.sent_at),
+        "expires_at": _iso(m.expires_at),
+    }
+
+
+def failure_dict(f: Failure, recipient: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "failure_id": f.id,
+        "message_id": f.message_id,
+        "code": f.code,
+        "meaning": f.meaning,
+        "class": f.cls,
+        "attempts": f.attempts,
+        "last_error": f.last_error,
+        "failed_at": _iso(f.failed_at),
+        "replayed_at": _iso(f.replayed_at),
+        "replayed_by": f.replayed_by,
+    }
+    if recipient is not None:
+        out["recipient"] = mask_phone(recipient)
+    return out
+
+
+def list_failures(
+    session: Session,
+    *,
+    code: int | None = None,
+    since: datetime | None = None,
+    include_replayed: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Dead letters, newest first; by default only those not replayed yet."""
+    query = select(Failure, Message.recipient).join(Message, Message.id == Failure.message_id)
+    if code is not None:
+        query = query.where(Failure.code == code)
+    if since is not None:
+        query = query.where(Failure.failed_at >= since)
+    if not include_replayed:
+        query = query.where(Failure.replayed_at.is_(None))
+    query = query.order_by(Failure.failed_at.desc(), Failure.id.desc()).limit(limit)
+    return [failure_dict(f, recipient) for f, recipient in session.execute(query).tuples()]
+
+
+def failure_history(session: Session, message_id: int) -> list[dict[str, Any]]:
+    """Every failure row of one message, oldest first: its replay history."""
+    rows = session.scalars(
+        select(Failure).where(Failure.message_id == message_id).order_by(Failure.id)
+    )
+    return [failure_dict(f) for f in rows]

@@ -1,0 +1,180 @@
+"""Conditional state changes on ``sms_messages``: the at-most-once guard.
+
+Every change names the state it expects (status, and for ``sending`` the attempt number),
+so a redelivered task, a second sweep or a worker that lost its claim changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import SENDABLE, Failure, Message, Status
+
+#: seconds by which a task may arrive before its row is due and still claim it (clock skew
+#: between machines, countdown rounding)
+DUE_SLACK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """What the send needs, read at the moment the row moved to ``sending``."""
+
+    id: int
+    recipient: str
+    text: str
+    sender: str | None
+    service_type: int
+    kind: str
+    queue: str
+    #: this attempt's number (1-based); also the claim's token
+    attempt: int
+    prior_ambiguous: int
+
+
+def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
+    """Move a sendable message past its expiry to ``expired``; True when it did."""
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status.in_(SENDABLE),
+            Message.expires_at.is_not(None),
+            Message.expires_at <= now,
+        )
+        .values(status=Status.EXPIRED.value, updated_at=now, last_error="expired before sending")
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | None:
+    """Move a due, sendable row to ``sending``; None when it is not ours to send."""
+    due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status.in_(SENDABLE),
+            Message.next_attempt_at <= due_by,
+        )
+        .values(
+            status=Status.SENDING.value,
+            attempts=Message.attempts + 1,
+            claimed_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    row = session.execute(
+        select(
+            Message.id,
+            Message.recipient,
+            Message.text,
+            Message.sender,
+            Message.service_type,
+            Message.kind,
+            Message.queue,
+            Message.attempts,
+            Message.ambiguous_attempts,
+            Message.first_attempt_at,
+        ).where(Message.id == message_id)
+    ).one()
+    if row.first_attempt_at is None:
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(first_attempt_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ClaimedMessage(
+        id=row.id,
+        recipient=row.recipient,
+        text=row.text,
+        sender=row.sender,
+        service_type=row.service_type,
+        kind=row.kind,
+        queue=row.queue,
+        attempt=row.attempts,
+        prior_ambiguous=row.ambiguous_attempts,
+    )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The next state of a row that is in ``sending`` at attempt ``attempt``."""
+
+    status: Status
+    code: int | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    published_at: datetime | None = None
+    ambiguous: bool = False
+    failure_class: str | None = None
+    meaning: str | None = None
+
+
+def finish_attempt(
+    session: Session, message_id: int, attempt: int, t: Transition, now: datetime
+) -> bool:
+    """Record an attempt's outcome; False when the claim was lost (the sweep took it over).
+
+    A dead letter's ``sms_failures`` row is written in the same transaction.
+    """
+    values: dict[str, object] = {
+        "status": t.status.value,
+        "last_code": t.code,
+        "last_error": t.error,
+        "updated_at": now,
+        "claimed_at": None,
+    }
+    if t.ambiguous:
+        values["ambiguous_attempts"] = Message.ambiguous_attempts + 1
+    if t.status is Status.SENT:
+        values["sent_at"] = now
+    if t.status is Status.RETRYING:
+        assert t.next_attempt_at is not None
+        values["next_attempt_at"] = t.next_attempt_at
+        values["published_at"] = t.published_at
+    result = session.execute(
+        update(Message)
+        .where(
+            and_(
+                Message.id == message_id,
+                Message.status == Status.SENDING.value,
+                Message.attempts == attempt,
+            )
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    if t.status is Status.DEAD:
+        session.execute(
+            insert(Failure).values(
+                message_id=message_id,
+                code=t.code,
+                meaning=t.meaning or (t.error or "dead"),
+                cls=t.failure_class or "permanent",
+                attempts=attempt,
+                last_error=t.error,
+                failed_at=now,
+            )
+        )
+    return True
+
+
+def mark_unpublished(session: Session, ids: list[int]) -> None:
+    """Rows whose publish failed: the sweep publishes them once they are due."""
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(ids))
+        .values(published_at=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,124 @@
+"""``sms_messages`` (the ledger) and ``sms_failures`` (the dead letters)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    DEAD = "dead"
+    EXPIRED = "expired"
+
+
+#: statuses a worker may claim
+SENDABLE = (Status.QUEUED.value, Status.RETRYING.value)
+#: statuses that will not change again (unless an operator replays a dead one)
+FINAL = (Status.SENT.value, Status.DEAD.value, Status.EXPIRED.value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: BIGINT on PostgreSQL, INTEGER (the rowid alias, so it autoincrements) on SQLite
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Message(Base):
+    """One SMS handed to the pipeline, from acceptance to its final status."""
+
+    __tablename__ = "sms_messages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    #: national form, 10 digits (0912345678); the only place a full number is stored
+    recipient: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(String(64))
+    service_type: Mapped[int] = mapped_column(SmallInteger)
+    segments: Mapped[int] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: attempts whose outcome is unknown (timeout or cut after the request left)
+    ambiguous_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: when the message may next be sent (its due time while queued or retrying)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when its id was last handed to the broker (or the countdown's due time); NULL when
+    #: a publish failed and the sweep must publish it
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when the current attempt began (status sending)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_sms_messages_status_due", "status", "next_attempt_at"),
+        Index("ix_sms_messages_sent_at", "sent_at"),
+        Index("ix_sms_messages_created_at", "created_at"),
+    )
+
+
+class Failure(Base):
+    """A dead letter: why a message stopped, kept after a replay as its history."""
+
+    __tablename__ = "sms_failures"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sms_messages.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[int | None] = mapped_column(Integer)
+    meaning: Mapped[str] = mapped_column(Text)
+    #: transient (budget spent), permanent, account, or ambiguous (outcome unknown)
+    cls: Mapped[str] = mapped_column("class", String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    replayed_by: Mapped[str | None] = mapped_column(String(64))
