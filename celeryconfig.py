@@ -52,8 +52,6 @@ def build(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": 2,
             "socket_timeout": 10,
         }
-    elif settings.broker_url.startswith("sqla+"):
-        transport_options = {"polling_interval": 0.2}
     return {
         "broker_url": settings.broker_url,
         "broker_transport_options": transport_options,

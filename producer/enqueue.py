@@ -126,13 +126,14 @@ class Producer:
             inserted = {
                 key: new_id for new_id, key in session.execute(stmt, list(by_key.values()))
             }
-            existing = dict(
-                session.execute(
+            existing = {
+                key: mid
+                for key, mid in session.execute(
                     select(Message.idempotency_key, Message.id).where(
                         Message.idempotency_key.in_(list(by_key))
                     )
-                ).tuples()
-            )
+                )
+            }
             for i in chunk:
                 key = str(messages[i].idempotency_key)
                 ids[i] = existing[key]

@@ -78,7 +78,7 @@ def list_failures(
     if not include_replayed:
         query = query.where(Failure.replayed_at.is_(None))
     query = query.order_by(Failure.failed_at.desc(), Failure.id.desc()).limit(limit)
-    return [failure_dict(f, recipient) for f, recipient in session.execute(query).tuples()]
+    return [failure_dict(f, recipient) for f, recipient in session.execute(query)]
 
 
 def failure_history(session: Session, message_id: int) -> list[dict[str, Any]]:

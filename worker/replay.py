@@ -35,8 +35,9 @@ def replay(
             )
         if not targets:
             return []
-        requeued = list(
-            session.execute(
+        requeued = [
+            (mid, queue)
+            for mid, queue in session.execute(
                 update(Message)
                 .where(Message.id.in_(sorted(targets)), Message.status == Status.DEAD.value)
                 .values(
@@ -51,8 +52,8 @@ def replay(
                 )
                 .returning(Message.id, Message.queue)
                 .execution_options(synchronize_session=False)
-            ).tuples()
-        )
+            )
+        ]
         ids = [mid for mid, _ in requeued]
         if ids:
             session.execute(

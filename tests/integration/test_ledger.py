@@ -1,0 +1,198 @@
+"""The ledger's conditional state changes and the sweep, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from producer.enqueue import Producer
+from tests.fixtures.recording import RecordingPublisher
+from worker.ledger.claims import Transition, claim, expire_if_due, finish_attempt
+from worker.ledger.db import Database
+from worker.ledger.models import Failure, Message, Status
+from worker.settings import Settings
+from worker.sweep import sweep
+
+SETTINGS = Settings.from_env(
+    {"FIBOSMS_SENDING_TIMEOUT_SECONDS": "60", "FIBOSMS_REPUBLISH_AFTER_SECONDS": "120"}
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_message(db: Database, kind: str = "transactional", **options: object) -> int:
+    producer = Producer(settings=SETTINGS, db=db, publisher=RecordingPublisher())
+    return producer.enqueue_sms("0912345678", "Ma OTP 123456", kind=kind, **options)
+
+
+def row(db: Database, message_id: int) -> Message:
+    with db.sessions() as session:
+        found = session.get(Message, message_id)
+        assert found is not None
+        return found
+
+
+def test_a_row_is_claimed_once(database: Database) -> None:
+    mid = new_message(database)
+    with database.transaction() as s:
+        first = claim(s, mid, now())
+    with database.transaction() as s:
+        second = claim(s, mid, now())
+    assert first is not None and first.attempt == 1 and first.recipient == "0912345678"
+    assert second is None
+    assert row(database, mid).status == "sending"
+
+
+def test_eight_threads_racing_for_one_row_claim_it_once(database: Database) -> None:
+    mid = new_message(database)
+    wins: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        with database.transaction() as s:
+            got = claim(s, mid, now())
+        if got is not None:
+            wins.append(got)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert row(database, mid).attempts == 1
+
+
+def test_a_row_not_yet_due_is_not_claimed(database: Database) -> None:
+    mid = new_message(database, send_at=now() + timedelta(minutes=5))
+    with database.transaction() as s:
+        assert claim(s, mid, now()) is None
+    assert row(database, mid).status == "queued"
+
+
+def test_an_expired_row_is_marked_expired_and_never_claimed(database: Database) -> None:
+    mid = new_message(database, expires_at=now() + timedelta(seconds=1))
+    later = now() + timedelta(seconds=2)
+    with database.transaction() as s:
+        assert expire_if_due(s, mid, later)
+    with database.transaction() as s:
+        assert claim(s, mid, later) is None
+    assert row(database, mid).status == "expired"
+
+
+def test_an_outcome_is_recorded_only_by_the_claim_holder(database: Database) -> None:
+    mid = new_message(database)
+    with database.transaction() as s:
+        claimed = claim(s, mid, now())
+    assert claimed is not None
+    with database.transaction() as s:
+        assert not finish_attempt(s, mid, claimed.attempt + 1, Transition(Status.SENT, 200), now())
+    with database.transaction() as s:
+        assert finish_attempt(s, mid, claimed.attempt, Transition(Status.SENT, 200), now())
+    m = row(database, mid)
+    assert (m.status, m.last_code) == ("sent", 200) and m.sent_at is not None
+
+
+def test_dead_writes_its_failure_row_in_the_same_transaction(database: Database) -> None:
+    mid = new_message(database)
+    with database.transaction() as s:
+        claimed = claim(s, mid, now())
+        assert claimed is not None
+        finish_attempt(
+            s, mid, claimed.attempt,
+            Transition(Status.DEAD, 7, "FIBO code 7: subscriber refuses messages",
+                       failure_class="permanent", meaning="subscriber refuses messages"),
+            now(),
+        )
+    with database.sessions() as s:
+        failures = s.scalars(select(Failure).where(Failure.message_id == mid)).all()
+    assert [(f.code, f.cls, f.attempts, f.meaning) for f in failures] == [
+        (7, "permanent", 1, "subscriber refuses messages")
+    ]
+    assert row(database, mid).status == "dead"
+
+
+def test_sweep_recovers_a_row_stuck_in_sending_as_an_ambiguous_attempt(database: Database) -> None:
+    otp = new_message(database, kind="otp")
+    bulk = new_message(database, kind="marketing")
+    for mid in (otp, bulk):
+        with database.transaction() as s:
+            assert claim(s, mid, now()) is not None
+    # Given both attempts began longer ago than the sending timeout
+    with database.transaction() as s:
+        s.execute(update(Message).values(claimed_at=now() - timedelta(seconds=61)))
+    # When the sweep runs
+    report = sweep(settings=SETTINGS, db=database, publisher=RecordingPublisher())
+    # Then the otp is retried and the marketing message dead-lettered as outcome unknown
+    assert report.recovered == 2
+    o, b = row(database, otp), row(database, bulk)
+    assert (o.status, o.ambiguous_attempts) == ("retrying", 1)
+    assert (b.status, b.ambiguous_attempts) == ("dead", 1)
+    with database.sessions() as s:
+        f = s.scalars(select(Failure).where(Failure.message_id == bulk)).one()
+    assert (f.cls, f.meaning) == ("ambiguous", "outcome unknown")
+
+
+def test_a_row_still_in_its_sending_window_is_left_alone(database: Database) -> None:
+    mid = new_message(database)
+    with database.transaction() as s:
+        assert claim(s, mid, now()) is not None
+    assert sweep(settings=SETTINGS, db=database, publisher=RecordingPublisher()).recovered == 0
+    assert row(database, mid).status == "sending"
+
+
+def test_sweep_publishes_due_rows_the_broker_never_got(database: Database) -> None:
+    failing = Producer(settings=SETTINGS, db=database, publisher=RecordingPublisher(fail=True))
+    lost = failing.enqueue_sms("0912345678", "hello", kind="otp")
+    assert row(database, lost).published_at is None
+    in_flight = new_message(database)  # published just now: not the sweep's business
+    publisher = RecordingPublisher()
+    report = sweep(settings=SETTINGS, db=database, publisher=publisher)
+    assert publisher.published == [(lost, "urgent", None)]
+    assert report.published == 1
+    assert in_flight not in publisher.ids
+
+
+def test_sweep_publishes_again_what_was_published_long_ago_and_never_claimed(
+    database: Database,
+) -> None:
+    mid = new_message(database, kind="marketing")
+    with database.transaction() as s:
+        s.execute(update(Message).values(published_at=now() - timedelta(seconds=121)))
+    publisher = RecordingPublisher()
+    sweep(settings=SETTINGS, db=database, publisher=publisher)
+    assert publisher.published == [(mid, "bulk", None)]
+
+
+def test_concurrent_sweeps_publish_each_row_once(database: Database) -> None:
+    failing = Producer(settings=SETTINGS, db=database, publisher=RecordingPublisher(fail=True))
+    ids = [failing.enqueue_sms("0912345678", f"message {i}") for i in range(200)]
+    publisher = RecordingPublisher()
+    barrier = threading.Barrier(4)
+
+    def run() -> None:
+        barrier.wait()
+        sweep(settings=SETTINGS, db=database, publisher=publisher)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(publisher.ids) == sorted(ids)
+
+
+def test_a_failed_sweep_publish_is_left_for_the_next_pass(database: Database) -> None:
+    failing = Producer(settings=SETTINGS, db=database, publisher=RecordingPublisher(fail=True))
+    mid = failing.enqueue_sms("0912345678", "hello")
+    report = sweep(settings=SETTINGS, db=database, publisher=RecordingPublisher(fail=True))
+    assert (report.published, report.publish_failed) == (0, 1)
+    assert row(database, mid).published_at is None
+    publisher = RecordingPublisher()
+    sweep(settings=SETTINGS, db=database, publisher=publisher)
+    assert publisher.ids == [mid]
