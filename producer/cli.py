@@ -11,12 +11,13 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
 import click
 
 from worker.errors import FiboError, ValidationError
-from worker.settings import Settings, SettingsError
+from worker.settings import Settings, SettingsError, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +65,7 @@ def settings() -> Settings:
     if cached is None:
         cached = Settings.from_env()
         ctx.find_root().meta["fibosms.settings"] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
@@ -101,7 +102,7 @@ def balance(as_json: bool) -> None:
     with FiboClient(s) as client:
         value = client.balance()
     emit(
-        {"client_no": s.client_no, "balance": value, "api_url": s.api_url},
+        {"client_no": s.client_no, "balance": _number(value), "api_url": redact_url(s.api_url)},
         as_json,
         lambda d: f"balance: {d['balance']}",
     )
@@ -122,6 +123,11 @@ def totals(as_json: bool) -> None:
         as_json,
         lambda d: f"success: {d['success']}  failed: {d['failed']}  pending: {d['pending']}",
     )
+
+
+def _number(value: Decimal) -> int | float:
+    """A JSON number: whole balances (messages, VND) as integers."""
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 # -- messages ----------------------------------------------------------------------------
@@ -407,22 +413,20 @@ def sandbox(
     from worker.sandbox import SandboxServer, parse_script_arg
 
     s = settings()
+    try:
+        parsed = [parse_script_arg(arg) for arg in scripts]
+    except ValueError as exc:
+        raise CliError(f"--script: {exc}", EXIT_USAGE) from None
     server = SandboxServer.from_settings(
         s,
         host=host,
         port=s.sandbox_port if port is None else port,
         balance=start_balance,
         price=price,
+        delay=delay,
+        scripts=parsed,
         verbose=verbose,
-    )
-    try:
-        parsed = [parse_script_arg(arg) for arg in scripts]
-    except ValueError as exc:
-        raise CliError(f"--script: {exc}", EXIT_USAGE) from None
-    for phone, actions in parsed:
-        server.script(phone, actions)
-    if delay:
-        server.state.configure(delay=delay)
+    ).bind()
     click.echo(
         f"sandbox gateway on http://{host}:{server.port} for account {s.client_no}"
         f" (balance {start_balance}); control endpoint /_sandbox/ — Ctrl-C stops it",

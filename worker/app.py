@@ -13,7 +13,7 @@ def make_app(settings: Settings) -> Celery:
     app = Celery("fibosms", set_as_current=False)
     app.conf.update(celeryconfig.build(settings))
     # a plain attribute, not a config key: Celery's config is shown by inspect and Flower
-    app.fibosms_settings = settings  # type: ignore[attr-defined]
+    app.fibosms_settings = settings
     # the tasks module registers on whichever app is current when it is imported
     from worker import tasks
 
