@@ -451,6 +451,16 @@ def dev(concurrency: int) -> None:
     sys.exit(run_dev_stack(settings(), concurrency=concurrency))
 
 
+def _attach_operator_commands() -> None:
+    from producer.cli_ops import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_attach_operator_commands()
+
+
 def _database() -> Any:
     from worker.ledger.db import Database
 
