@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
 from kombu.entity import Queue
 
 from worker.settings import Settings
@@ -17,6 +18,10 @@ from worker.settings import Settings
 #: the task names, stable: Flower shows them and other processes publish by name
 SEND_TASK = "fibosms.send_sms"
 SWEEP_TASK = "fibosms.sweep"
+POLL_BALANCE_TASK = "fibosms.poll_balance"
+POLL_TOTALS_TASK = "fibosms.poll_totals"
+RECONCILE_DAY_TASK = "fibosms.reconcile_closed_day"
+DELIVER_ALERTS_TASK = "fibosms.deliver_alerts"
 
 #: message kind → queue; a worker started without -Q consumes all three
 QUEUE_BY_KIND = {"otp": "urgent", "transactional": "default", "marketing": "bulk"}
@@ -74,14 +79,40 @@ def build(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,
+        # task events feed Flower; the SQLite broker has no fanout, so only with Redis
+        "worker_send_task_events": is_redis(settings.broker_url),
+        "task_send_sent_event": is_redis(settings.broker_url),
         "worker_redirect_stdouts": False,
-        "beat_schedule": {
-            "sweep": {
-                "task": SWEEP_TASK,
-                "schedule": settings.sweep_seconds,
-                # a sweep that could not start before the next one is due is pointless
-                "options": {"expires": settings.sweep_seconds, "queue": "default"},
-            },
-        },
+        "beat_schedule": beat_schedule(settings),
         "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
+        # with Redis, one beat across machines (worker/beat.py); embedded: the file scheduler
+        "beat_scheduler": (
+            "worker.beat:LockedScheduler"
+            if is_redis(settings.broker_url)
+            else "celery.beat:PersistentScheduler"
+        ),
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """The periodic tasks. Each expires when it could not start before its next run is due."""
+
+    def every(task: str, seconds: float) -> dict[str, Any]:
+        return {
+            "task": task,
+            "schedule": seconds,
+            "options": {"expires": seconds, "queue": "default"},
+        }
+
+    return {
+        "sweep": every(SWEEP_TASK, settings.sweep_seconds),
+        "deliver-alerts": every(DELIVER_ALERTS_TASK, settings.sweep_seconds),
+        "poll-balance": every(POLL_BALANCE_TASK, settings.balance_poll_seconds),
+        "poll-totals": every(POLL_TOTALS_TASK, settings.totals_poll_seconds),
+        # 00:10 in Vietnam (UTC+7, no daylight saving) = 17:10 UTC: the day that just closed
+        "reconcile-closed-day": {
+            "task": RECONCILE_DAY_TASK,
+            "schedule": crontab(hour=17, minute=10),
+            "options": {"expires": 3600, "queue": "default"},
+        },
     }

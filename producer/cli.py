@@ -345,6 +345,80 @@ def sweep(as_json: bool) -> None:
     )
 
 
+@main.command()
+@click.option("--date", "day", help="The Vietnam-local day, YYYY-MM-DD (default: today).")
+@json_option
+@handled
+def report(day: str | None, as_json: bool) -> None:
+    """One day of the account watch: our counts, the gateway's, balance, pause, alerts."""
+    from worker.watch.days import vietnam_day
+    from worker.watch.report import day_report
+
+    if day is None:
+        chosen = vietnam_day(datetime.now(UTC))
+    else:
+        try:
+            chosen = date.fromisoformat(day)
+        except ValueError:
+            raise CliError(f"--date must be YYYY-MM-DD, got {day!r}", EXIT_USAGE) from None
+    s = settings()
+    with _database().sessions() as session:
+        data = day_report(session, chosen, tolerance=s.reconcile_tolerance)
+    emit(data, as_json, _format_report)
+
+
+def _format_report(d: dict[str, Any]) -> str:
+    local, gw, account = d["local"], d["gateway"], d["account"]
+    lines = [
+        f"day {d['date']} ({d['timezone']})",
+        f"  ledger:  sent {local['sent']}, dead {local['dead']}, in flight {local['in_flight']}",
+    ]
+    if gw is None:
+        lines.append("  gateway: no totals polled for this day")
+    else:
+        lines.append(
+            f"  gateway: success {gw['success']}, failed {gw['failed']}, pending {gw['pending']}"
+            f" (polled {gw['polled_at']})"
+        )
+        verdict = "MISMATCH" if d["mismatch"] else "reconciles"
+        lines.append(
+            f"  {verdict}: difference {d['difference']:+d} against {local['sent_at_gateway_poll']}"
+            f" sent by the poll (tolerance {d['tolerance']})"
+        )
+    lines.append(
+        f"  balance: {d['balance']} (polled {d['balance_polled_at']})"
+        if d["balance"] is not None else "  balance: never polled"
+    )
+    if account["paused"]:
+        lines.append(
+            f"  PAUSED since {account['since']}: code {account['code']} ({account['reason']});"
+            f" resumes {account['resumes']}"
+        )
+    else:
+        lines.append("  sending: active")
+    for alert in d["alerts"]:
+        lines.append(f"  alert {alert['kind']} since {alert['raised_at']}: {alert['message']}")
+    return "\n".join(lines)
+
+
+@main.command()
+@json_option
+@handled
+def resume(as_json: bool) -> None:
+    """Resume sending after an account-wide failure has been fixed."""
+    from worker.watch.control import resume_sending
+
+    was_paused, published = resume_sending(
+        settings=settings(), db=_database(), publisher=_publisher()
+    )
+    emit(
+        {"resumed": was_paused, "published": published},
+        as_json,
+        lambda d: f"resumed; {d['published']} waiting message(s) published"
+        if d["resumed"] else "sending was not paused",
+    )
+
+
 @main.command(name="settings")
 @json_option
 @handled

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from celeryconfig import COUNTDOWN_MAX_SECONDS
+from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError
 from worker.ledger.claims import (
@@ -20,12 +21,15 @@ from worker.ledger.claims import (
     claim,
     expire_if_due,
     finish_attempt,
+    give_back,
     mark_unpublished,
 )
 from worker.ledger.db import Database
 from worker.ledger.models import Status
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
+from worker.watch.account import is_paused, pause
+from worker.watch.alerts import raise_alert
 
 log = logging.getLogger("fibosms.send")
 
@@ -41,6 +45,8 @@ class Result(StrEnum):
     SKIPPED = "skipped"
     #: the sweep took the row over while we were calling the gateway
     LOST_CLAIM = "lost-claim"
+    #: the account is paused: the message waits in the ledger, its attempts untouched
+    PAUSED = "paused"
 
 
 class Sender(Protocol):
@@ -75,6 +81,10 @@ def process_message(
             log.info("message expired before sending", extra={"message_id": message_id})
             return Result.EXPIRED
         claimed = claim(session, message_id, now)
+        if claimed is None and is_paused(session):
+            # the sweep publishes it again once sending resumes
+            mark_unpublished(session, [message_id])
+            return Result.PAUSED
     if claimed is None:
         return Result.SKIPPED
 
@@ -133,6 +143,39 @@ def record(
         meaning=decision.meaning,
     )
     with db.transaction() as session:
+        if decision.account_wide and not pause(
+            session,
+            code=decision.code,
+            reason=decision.meaning or "account refused",
+            message_id=msg.id,
+            now=now,
+        ):
+            # another message paused the account first: this one waits, attempt not counted
+            give_back(session, msg.id, msg.attempt, now)
+            return Result.PAUSED
+        if decision.account_wide:
+            log.error(
+                "account-wide code %s (%s): sending paused; message %d dead-lettered",
+                decision.code,
+                decision.meaning,
+                msg.id,
+                extra={"message_id": msg.id, "code": decision.code},
+            )
+            raise_alert(
+                session,
+                kind="paused",
+                key="paused",
+                message=(
+                    f"sending paused: FIBO code {decision.code} ({decision.meaning}) on message "
+                    f"{msg.id}; "
+                    + (
+                        "resumes by itself when a balance poll sees money"
+                        if decision.code == INSUFFICIENT_BALANCE
+                        else "run `fibosms resume` once the account is fixed"
+                    )
+                ),
+                now=now,
+            )
         if not finish_attempt(session, msg.id, msg.attempt, transition, now):
             log.warning(
                 "claim lost: the row was recovered by the sweep during the call",

@@ -31,6 +31,10 @@ TOTALS_PATH = "/WebserivceFibo/PartnerMtTotal.asmx"  # the provider's spelling
 KINDS = ("otp", "transactional", "marketing")
 
 PhoneFormat = Literal["national", "international"]
+LogFormat = Literal["text", "json"]
+
+#: where ``fibosms metrics`` serves /metrics by default
+METRICS_PORT = 9808
 
 
 class SettingsError(ValueError):
@@ -70,9 +74,27 @@ class Settings:
     #: a due row published this long ago and still not claimed is taken as lost by the
     #: broker and published again (a duplicate task is harmless: the claim guards)
     republish_after_seconds: float = 300.0
+    balance_poll_seconds: float = 300.0
+    totals_poll_seconds: float = 300.0
+    #: alert when the balance falls below this (messages or VND); None: no alert
+    low_balance: float | None = None
+    alert_webhook_url: str | None = None
+    #: how far the gateway's accepted count may differ from ours before a day is a mismatch
+    reconcile_tolerance: int = 0
     sandbox_port: int = SANDBOX_PORT
     data_dir: str = "var"
     log_level: str = "INFO"
+    #: ``text`` (one readable line per event) or ``json`` (one JSON object per line)
+    log_format: LogFormat = "text"
+    #: Flower's basic-auth credentials, ``user:password`` each; empty: none configured
+    flower_basic_auth: tuple[str, ...] = field(default=(), repr=False)
+    #: where ``fibosms metrics`` listens
+    metrics_port: int = METRICS_PORT
+    #: seconds of recent ledger rows the scrape-time metrics look at (latency, outcomes)
+    metrics_window_seconds: float = 3600.0
+    #: a worker serves its own process's metrics (gateway latency, task outcomes) on this
+    #: port; 0: not served
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +110,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "client_pass":
                 value = "***" if value else ""
+            elif f.name == "flower_basic_auth":
+                value = [f"{pair.split(':', 1)[0]}:***" for pair in value]
             elif isinstance(value, str) and "://" in value:
                 value = redact_url(value)
             elif isinstance(value, frozenset):
@@ -263,6 +287,14 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"FIBOSMS_LOG_LEVEL must be a logging level name, got {log_level!r}")
 
+    log_format = (get("FIBOSMS_LOG_FORMAT") or "text").lower()
+    if log_format not in ("text", "json"):
+        raise SettingsError(f"FIBOSMS_LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
+
+    flower_basic_auth = _flower_credentials(
+        get("FIBOSMS_FLOWER_BASIC_AUTH"), get("FIBOSMS_FLOWER_BASIC_AUTH_FILE")
+    )
+
     return Settings(
         database_url=url(
             "FIBOSMS_DATABASE_URL",
@@ -296,7 +328,54 @@ def _parse(env: Mapping[str, str]) -> Settings:
         ambiguous_retry_kinds=ambiguous_kinds,
         sweep_batch=integer("FIBOSMS_SWEEP_BATCH", 1000),
         republish_after_seconds=number("FIBOSMS_REPUBLISH_AFTER_SECONDS", 300.0, minimum=1.0),
+        balance_poll_seconds=number("FIBOSMS_BALANCE_POLL_SECONDS", 300.0, minimum=1.0),
+        totals_poll_seconds=number("FIBOSMS_TOTALS_POLL_SECONDS", 300.0, minimum=1.0),
+        low_balance=(
+            number("FIBOSMS_LOW_BALANCE", 0.0) if get("FIBOSMS_LOW_BALANCE") is not None else None
+        ),
+        alert_webhook_url=(
+            url("FIBOSMS_ALERT_WEBHOOK_URL", "", ("http", "https"))
+            if get("FIBOSMS_ALERT_WEBHOOK_URL") is not None
+            else None
+        ),
+        reconcile_tolerance=integer("FIBOSMS_RECONCILE_TOLERANCE", 0, minimum=0),
         sandbox_port=sandbox_port,
         data_dir=str(data_path),
         log_level=log_level,
+        log_format=log_format,  # type: ignore[arg-type]
+        flower_basic_auth=flower_basic_auth,
+        metrics_port=integer("FIBOSMS_METRICS_PORT", METRICS_PORT),
+        metrics_window_seconds=number("FIBOSMS_METRICS_WINDOW_SECONDS", 3600.0, minimum=60.0),
+        worker_metrics_port=integer("FIBOSMS_WORKER_METRICS_PORT", 0, minimum=0),
     )
+
+
+def _flower_credentials(inline: str | None, file: str | None) -> tuple[str, ...]:
+    """``user:password`` pairs from FIBOSMS_FLOWER_BASIC_AUTH or its _FILE (comma or line
+    separated); the error names the variable, never the password."""
+    if inline is not None and file is not None:
+        raise SettingsError(
+            "set only one of FIBOSMS_FLOWER_BASIC_AUTH and FIBOSMS_FLOWER_BASIC_AUTH_FILE"
+        )
+    name, raw = "FIBOSMS_FLOWER_BASIC_AUTH", inline
+    if file is not None:
+        name = "FIBOSMS_FLOWER_BASIC_AUTH_FILE"
+        try:
+            raw = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError(f"{name} cannot be read ({file}): {exc.strerror}") from None
+    if raw is None:
+        return ()
+    pairs = tuple(
+        pair.strip() for line in raw.splitlines() for pair in line.split(",") if pair.strip()
+    )
+    if not pairs:
+        raise SettingsError(f"{name} holds no user:password pair")
+    for number, pair in enumerate(pairs, 1):
+        user, sep, password = pair.partition(":")
+        if not sep or not user.strip() or not password:
+            raise SettingsError(
+                f"{name}: entry {number} is not user:password (a user name, a colon, a "
+                "password)"
+            )
+    return pairs

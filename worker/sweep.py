@@ -22,6 +22,7 @@ from worker.ledger.db import Database
 from worker.ledger.models import SENDABLE, Message, Status
 from worker.sending import Publishes, utcnow
 from worker.settings import Settings
+from worker.watch.account import is_paused
 
 log = logging.getLogger("fibosms.sweep")
 
@@ -46,7 +47,11 @@ def sweep(
     """One pass of the sweep."""
     now = now or utcnow()
     recovered = recover_stale(settings=settings, db=db, now=now)
-    published, failed = publish_due(settings=settings, db=db, publisher=publisher, now=now)
+    with db.sessions() as session:
+        paused = is_paused(session)
+    published, failed = (
+        (0, 0) if paused else publish_due(settings=settings, db=db, publisher=publisher, now=now)
+    )
     if recovered or published or failed:
         log.info(
             "sweep: %d stale attempts recovered, %d due messages published, %d left for later",

@@ -5,14 +5,24 @@ Arguments are message ids only, so Flower and the broker never see a number or a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 
-from celeryconfig import SEND_TASK, SWEEP_TASK
+from celeryconfig import (
+    DELIVER_ALERTS_TASK,
+    POLL_BALANCE_TASK,
+    POLL_TOTALS_TASK,
+    RECONCILE_DAY_TASK,
+    SEND_TASK,
+    SWEEP_TASK,
+)
 from worker.runtime import get_runtime
 from worker.sending import process_message
 from worker.sweep import sweep
+from worker.watch.alerts import deliver_alerts
+from worker.watch.polls import poll_balance, poll_totals, reconcile_closed_day
 
 
 def register(app: Celery) -> None:
@@ -35,3 +45,36 @@ def register(app: Celery) -> None:
         """Recover stalled attempts and publish due messages the broker does not hold."""
         rt = get_runtime(self.app)
         return sweep(settings=rt.settings, db=rt.db, publisher=rt.publisher).as_dict()
+
+    @app.task(name=POLL_BALANCE_TASK, bind=True)
+    def poll_account_balance(self: Task) -> str:
+        """Store the balance; alert when low; resume after a top-up."""
+        rt = get_runtime(self.app)
+        got = poll_balance(
+            settings=rt.settings, db=rt.db, client=rt.client, now=_now(), publisher=rt.publisher
+        )
+        return "failed" if got is None else str(got[0])
+
+    @app.task(name=POLL_TOTALS_TASK, bind=True)
+    def poll_account_totals(self: Task) -> str:
+        """Store today's GetTotalMt counters and reconcile the day."""
+        rt = get_runtime(self.app)
+        check = poll_totals(settings=rt.settings, db=rt.db, client=rt.client, now=_now())
+        return "failed" if check is None else ("mismatch" if check.mismatch else "ok")
+
+    @app.task(name=RECONCILE_DAY_TASK, bind=True)
+    def reconcile_yesterday(self: Task) -> str:
+        """Reconcile the Vietnam day that just closed."""
+        rt = get_runtime(self.app)
+        check = reconcile_closed_day(settings=rt.settings, db=rt.db, now=_now())
+        return "no totals" if check is None else ("mismatch" if check.mismatch else "ok")
+
+    @app.task(name=DELIVER_ALERTS_TASK, bind=True)
+    def deliver_pending_alerts(self: Task) -> int:
+        """POST alerts not yet delivered to the webhook."""
+        rt = get_runtime(self.app)
+        return deliver_alerts(rt.settings, rt.db, _now())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SENDABLE, Failure, Message, Status
+from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status
 
 #: seconds by which a task may arrive before its row is due and still claim it (clock skew
 #: between machines, countdown rounding)
@@ -52,7 +52,10 @@ def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
 
 
 def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | None:
-    """Move a due, sendable row to ``sending``; None when it is not ours to send."""
+    """Move a due, sendable row to ``sending``; None when it is not ours to send.
+
+    Nothing is claimed while the account is paused.
+    """
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
     result = session.execute(
         update(Message)
@@ -60,6 +63,7 @@ def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | 
             Message.id == message_id,
             Message.status.in_(SENDABLE),
             Message.next_attempt_at <= due_by,
+            ~exists().where(AccountState.paused.is_(True)),
         )
         .values(
             status=Status.SENDING.value,
@@ -178,3 +182,25 @@ def mark_unpublished(session: Session, ids: list[int]) -> None:
         .values(published_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def give_back(session: Session, message_id: int, attempt: int, now: datetime) -> bool:
+    """Undo a claim without counting the attempt: the account was paused meanwhile."""
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.status == Status.SENDING.value,
+            Message.attempts == attempt,
+        )
+        .values(
+            status=Status.RETRYING.value if attempt > 1 else Status.QUEUED.value,
+            attempts=attempt - 1,
+            claimed_at=None,
+            next_attempt_at=now,
+            published_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -122,3 +126,77 @@ class Failure(Base):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replayed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class BalancePoll(Base):
+    """One GetClientBalance answer (messages or VND, as the account counts)."""
+
+    __tablename__ = "fibo_balance_history"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    balance: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    polled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class TotalsPoll(Base):
+    """One GetTotalMt answer, tagged with the Vietnam-local day it describes."""
+
+    __tablename__ = "fibo_totals_history"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    success: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    pending: Mapped[int] = mapped_column(Integer)
+    polled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AccountState(Base):
+    """One row: whether sending is paused for the account, and why."""
+
+    __tablename__ = "fibo_account_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    pause_code: Mapped[int | None] = mapped_column(Integer)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the message that met the account-wide code (the only one dead-lettered for it)
+    paused_by_message: Mapped[int | None] = mapped_column(Id)
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resumed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Reconciliation(Base):
+    """The latest comparison of one Vietnam-local day: our ledger against the gateway's."""
+
+    __tablename__ = "fibo_reconciliations"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    local_sent: Mapped[int] = mapped_column(Integer)
+    local_dead: Mapped[int] = mapped_column(Integer)
+    local_in_flight: Mapped[int] = mapped_column(Integer)
+    gateway_success: Mapped[int] = mapped_column(Integer)
+    gateway_failed: Mapped[int] = mapped_column(Integer)
+    gateway_pending: Mapped[int] = mapped_column(Integer)
+    #: gateway accepted (success + failed + pending) minus our sent
+    difference: Mapped[int] = mapped_column(Integer)
+    mismatch: Mapped[bool] = mapped_column(Boolean)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    """A condition operators were told about; open until ``cleared_at``. One per open key."""
+
+    __tablename__ = "fibo_alerts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    #: low_balance | mismatch | paused
+    kind: Mapped[str] = mapped_column(String(32))
+    #: the condition: "low_balance", "mismatch:2026-11-27", "paused"
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when the webhook took it; NULL while it is still to be delivered
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,248 @@
+"""Real processes for the system tier: a private Redis, a private PostgreSQL cluster, beat.
+
+Scenarios that stop or flush a service use one of their own, on a free port, so the
+machine's shared Redis and PostgreSQL are never touched. Every process started here is
+stopped by the fixture that started it, on success or failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import create_engine, func, select, text
+
+from tests.fixtures.stack import ROOT, Stack, wait_for
+from worker.ledger.db import Database
+from worker.ledger.models import Message
+
+#: 127.0.0.1 only: no traffic leaves the machine
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (bound and released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def require(ok: bool, message: str) -> None:
+    """Skip when a tool is missing — or fail under CI, which must have it (README: Testing)."""
+    if ok:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}; CI must provide it")
+    pytest.skip(message)
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+    """Signal a process's group (they are started in their own session); SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of this test's own: nothing on disk, stopped and started at will."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / f"redis-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=5, socket_connect_timeout=2)
+
+    def ping(self) -> bool:
+        try:
+            with self.client() as c:
+                return bool(c.ping())
+        except redis.RedisError:
+            return False
+
+    def start(self) -> PrivateRedis:
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir),
+            "--logfile", str(self.log),
+        ]
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_for(self.ping, timeout=10, every=0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
+            self.proc = None
+
+    def flushall(self) -> None:
+        with self.client() as c:
+            c.flushall()
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+
+def pg_bindir() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (Debian layout), or pg_config's."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    if found:
+        return found[-1].parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster in a temporary directory, on a free port.
+
+    As root, the cluster runs as the ``postgres`` user (PostgreSQL refuses to run as root).
+    """
+
+    def __init__(self, bindir: Path) -> None:
+        self.bindir = bindir
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="fibosms-pg-"))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sock"
+        self.log = self.root / "postgres.log"
+        self.sockets.mkdir()
+        self._user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            self._user = pwd.getpwnam("postgres")
+            for path in (self.root, self.sockets):
+                os.chown(path, self._user.pw_uid, self._user.pw_gid)
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@{HOST}:{self.port}/fibosms"
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if self._user is not None:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise AssertionError(
+                f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}\n"
+                f"{done.stderr}\n{log}"
+            )
+
+    def init(self) -> PrivatePostgres:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync", "--locale=C")
+        self.start()
+        admin = create_engine(
+            f"postgresql+psycopg://postgres@{HOST}:{self.port}/postgres",
+            isolation_level="AUTOCOMMIT",
+        )
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE fibosms"))
+        admin.dispose()
+        return self
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses={HOST} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+                  "-w", "-t", "30", "start")
+        self.running = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: every session is cut, as in a restart by an operator or a crash."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+        self.running = False
+
+    def destroy(self) -> None:
+        try:
+            if self.running:
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- beat, and the ledger as seen by a test ---------------------------------------------
+
+
+def start_beat(stack: Stack, name: str = "beat") -> tuple[subprocess.Popen[bytes], Path]:
+    """A real ``fibosms beat`` process with the stack's environment; its log file."""
+    log = stack.tmp / f"{name}.log"
+    env = {**os.environ, **stack.env}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "producer.cli", "beat", "--loglevel", "INFO"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"beat exited {proc.returncode}:\n{log.read_text()}")
+        return "beat: Starting" in log.read_text(errors="replace")
+
+    wait_for(started, timeout=30)
+    return proc, log
+
+
+def count_by_status(db: Database) -> dict[str, int]:
+    with db.sessions() as session:
+        rows = session.execute(select(Message.status, func.count()).group_by(Message.status))
+        return {status: n for status, n in rows}
+
+
+def rows(db: Database, *columns: Any) -> list[Any]:
+    with db.sessions() as session:
+        return list(session.execute(select(*columns)))
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    """``with timed() as t: ...`` then ``t["seconds"]``."""
+    out: dict[str, float] = {}
+    start = time.monotonic()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.monotonic() - start

@@ -1,0 +1,26 @@
+"""Operators' actions on the account watch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from worker.ledger.db import Database
+from worker.sending import Publishes
+from worker.settings import Settings
+from worker.sweep import publish_due
+from worker.watch.account import resume
+from worker.watch.alerts import clear_alert
+
+
+def resume_sending(
+    *, settings: Settings, db: Database, publisher: Publishes, by: str = "fibosms resume"
+) -> tuple[bool, int]:
+    """Resume a paused account and publish what waited; returns (was paused, published)."""
+    now = datetime.now(UTC)
+    with db.transaction() as session:
+        was_paused = resume(session, by=by, now=now)
+        clear_alert(session, key="paused", now=now)
+    if not was_paused:
+        return False, 0
+    published, _failed = publish_due(settings=settings, db=db, publisher=publisher, now=now)
+    return True, published

@@ -1,0 +1,146 @@
+"""Reconcile a Vietnam-local day: our ledger's sent count against the gateway's totals.
+
+The gateway's accepted count (success + failed + pending: "failed" there means delivery
+failed after the gateway accepted it) is compared with the messages we recorded as sent
+up to the moment of its totals poll, so traffic after the poll does not count as a
+difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import Failure, Message, Reconciliation, Status, TotalsPoll
+from worker.watch.alerts import clear_alert, raise_alert
+from worker.watch.days import day_bounds
+
+IN_FLIGHT = (Status.QUEUED.value, Status.SENDING.value, Status.RETRYING.value)
+
+
+@dataclass(frozen=True)
+class LocalCounts:
+    sent: int
+    dead: int
+    in_flight: int
+
+
+@dataclass(frozen=True)
+class DayCheck:
+    day: date
+    local: LocalCounts
+    #: messages we recorded as sent up to the gateway's poll
+    sent_at_poll: int
+    gateway_success: int
+    gateway_failed: int
+    gateway_pending: int
+    polled_at: datetime
+    difference: int
+    mismatch: bool
+
+    @property
+    def gateway_accepted(self) -> int:
+        return self.gateway_success + self.gateway_failed + self.gateway_pending
+
+
+def local_counts(session: Session, day: date, *, until: datetime | None = None) -> LocalCounts:
+    """Sent and dead-lettered during ``day`` (up to ``until``), and in flight now."""
+    start, end = day_bounds(day)
+    sent_end = min(end, until) if until is not None else end
+    sent = session.scalar(
+        select(func.count()).select_from(Message).where(
+            Message.sent_at >= start, Message.sent_at < sent_end
+        )
+    )
+    dead = session.scalar(
+        select(func.count()).select_from(Failure).where(
+            Failure.failed_at >= start, Failure.failed_at < end
+        )
+    )
+    in_flight = session.scalar(
+        select(func.count()).select_from(Message).where(
+            Message.status.in_(IN_FLIGHT), Message.created_at < end
+        )
+    )
+    return LocalCounts(sent=int(sent or 0), dead=int(dead or 0), in_flight=int(in_flight or 0))
+
+
+def latest_totals(session: Session, day: date) -> TotalsPoll | None:
+    return session.scalars(
+        select(TotalsPoll)
+        .where(TotalsPoll.day == day)
+        .order_by(TotalsPoll.polled_at.desc(), TotalsPoll.id.desc())
+        .limit(1)
+    ).first()
+
+
+def check_day(session: Session, day: date, *, tolerance: int) -> DayCheck | None:
+    """Compare ``day``; None when the gateway's totals for it were never polled."""
+    totals = latest_totals(session, day)
+    if totals is None:
+        return None
+    local = local_counts(session, day)
+    at_poll = local_counts(session, day, until=totals.polled_at).sent
+    accepted = totals.success + totals.failed + totals.pending
+    difference = accepted - at_poll
+    return DayCheck(
+        day=day,
+        local=local,
+        sent_at_poll=at_poll,
+        gateway_success=totals.success,
+        gateway_failed=totals.failed,
+        gateway_pending=totals.pending,
+        polled_at=totals.polled_at,
+        difference=difference,
+        mismatch=abs(difference) > tolerance,
+    )
+
+
+def reconcile(session: Session, day: date, *, tolerance: int, now: datetime) -> DayCheck | None:
+    """Check ``day``, store the result and raise or clear its mismatch alert."""
+    check = check_day(session, day, tolerance=tolerance)
+    if check is None:
+        return None
+    row = session.get(Reconciliation, day)
+    values = {
+        "local_sent": check.sent_at_poll,
+        "local_dead": check.local.dead,
+        "local_in_flight": check.local.in_flight,
+        "gateway_success": check.gateway_success,
+        "gateway_failed": check.gateway_failed,
+        "gateway_pending": check.gateway_pending,
+        "difference": check.difference,
+        "mismatch": check.mismatch,
+        "checked_at": now,
+    }
+    if row is None:
+        session.add(Reconciliation(day=day, **values))
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    key = f"mismatch:{day.isoformat()}"
+    if check.mismatch:
+        raise_alert(
+            session,
+            kind="mismatch",
+            key=key,
+            message=(
+                f"{day.isoformat()} does not reconcile: the gateway accepted "
+                f"{check.gateway_accepted} messages, our ledger sent {check.sent_at_poll} "
+                f"(difference {check.difference:+d}, tolerance {tolerance})"
+            ),
+            now=now,
+        )
+    else:
+        clear_alert(session, key=key, now=now)
+    return check
+
+
+def as_dict(check: DayCheck) -> dict[str, object]:
+    out = asdict(check)
+    out["day"] = check.day.isoformat()
+    out["polled_at"] = check.polled_at.isoformat()
+    return out

@@ -1,0 +1,56 @@
+"""``fibosms report``: one Vietnam-local day as operators need to see it."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import BalancePoll
+from worker.watch.account import current_pause
+from worker.watch.alerts import open_alerts
+from worker.watch.reconcile import check_day, local_counts
+
+
+def day_report(session: Session, day: date, *, tolerance: int) -> dict[str, Any]:
+    """The day's local counts, the gateway's latest totals, the balance, pause and alerts."""
+    local = local_counts(session, day)
+    check = check_day(session, day, tolerance=tolerance)
+    balance = session.execute(
+        select(BalancePoll.balance, BalancePoll.polled_at)
+        .order_by(BalancePoll.polled_at.desc(), BalancePoll.id.desc())
+        .limit(1)
+    ).first()
+    gateway = None
+    if check is not None:
+        gateway = {
+            "success": check.gateway_success,
+            "failed": check.gateway_failed,
+            "pending": check.gateway_pending,
+            "polled_at": check.polled_at.isoformat(),
+        }
+    return {
+        "date": day.isoformat(),
+        "timezone": "Asia/Ho_Chi_Minh",
+        "local": {
+            "sent": local.sent,
+            "dead": local.dead,
+            "in_flight": local.in_flight,
+            "sent_at_gateway_poll": check.sent_at_poll if check else None,
+        },
+        "gateway": gateway,
+        "difference": check.difference if check else None,
+        "tolerance": tolerance,
+        "mismatch": bool(check and check.mismatch),
+        "balance": _number(balance.balance) if balance else None,
+        "balance_polled_at": balance.polled_at.isoformat() if balance else None,
+        "account": current_pause(session).as_dict(),
+        "alerts": open_alerts(session),
+    }
+
+
+def _number(value: Any) -> int | float:
+    as_float = float(value)
+    return int(as_float) if as_float.is_integer() else as_float
