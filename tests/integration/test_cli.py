@@ -19,7 +19,7 @@ from tests.fixtures.stack import ROOT, Stack, wait_for
 COMMANDS = [
     [], ["send"], ["status"], ["failures"], ["failures", "list"], ["failures", "show"],
     ["failures", "replay"], ["balance"], ["totals"], ["db"], ["db", "upgrade"], ["sweep"],
-    ["sandbox"], ["dev"], ["settings"],
+    ["sandbox"], ["dev"], ["settings"], ["report"], ["resume"],
 ]
 
 
@@ -167,3 +167,22 @@ def test_a_refused_message_and_an_unknown_id_exit_non_zero(
     line = assert_one_line_error(fibosms("send", "024 3826 1234", "hello", env=env), 2)
     assert "phone" in line and "landline" in line
     assert_one_line_error(fibosms("status", "999999", env=env), 4)
+
+
+def test_report_prints_the_day_as_one_json_document(
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+) -> None:
+    from tests.fixtures.services import _clean
+
+    stack = make_stack(sqlite_url, redis_url)
+    _clean(stack.db)
+    result = fibosms("report", "--date", "2026-11-27", "--json", env=stack.env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["date"] == "2026-11-27" and data["gateway"] is None
+    assert data["local"] == {"sent": 0, "dead": 0, "in_flight": 0, "sent_at_gateway_poll": None}
+    assert data["mismatch"] is False and data["account"]["paused"] is False
+    bad = fibosms("report", "--date", "27/11/2026", env=stack.env)
+    assert_one_line_error(bad, 2)
+    resumed = fibosms("resume", "--json", env=stack.env)
+    assert json.loads(resumed.stdout) == {"resumed": False, "published": 0}
