@@ -17,6 +17,7 @@ from worker.settings import Settings
 
 #: the task names, stable: Flower shows them and other processes publish by name
 SEND_TASK = "fibosms.send_sms"
+SEND_BATCH_TASK = "fibosms.send_batch"
 SWEEP_TASK = "fibosms.sweep"
 POLL_BALANCE_TASK = "fibosms.poll_balance"
 POLL_TOTALS_TASK = "fibosms.poll_totals"

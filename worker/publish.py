@@ -1,4 +1,9 @@
-"""Hand message ids to the broker. Only ids travel: never a number, a text or a secret."""
+"""Hand message ids to the broker. Only ids travel: never a number, a text or a secret.
+
+Messages for the bulk queue travel in ``send_batch`` tasks of up to
+FIBOSMS_BULK_BATCH_SIZE ids, so a campaign costs one task per batch; the others travel
+one ``send_sms`` task each.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,21 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from celeryconfig import SEND_TASK
+from celeryconfig import SEND_BATCH_TASK, SEND_TASK
 
 log = logging.getLogger("fibosms.publish")
 
+BATCHED_QUEUE = "bulk"
+
 
 class Publisher:
-    """Publishes ``send_sms(id)`` tasks through one Celery app's producer pool."""
+    """Publishes send tasks through one Celery app's producer pool."""
 
     def __init__(self, app: Celery) -> None:
+        from worker.app import settings_of
+
         self.app = app
+        self.batch_size = settings_of(app).bulk_batch_size
 
     def publish(
         self, items: Sequence[tuple[int, str]], *, countdown: float | None = None
@@ -27,23 +37,32 @@ class Publisher:
         """
         if not items:
             return []
+        tasks = self._tasks(items)
         done = 0
         try:
             with self.app.producer_or_acquire() as producer:
-                for message_id, queue in items:
+                for name, ids, queue in tasks:
+                    args = [ids] if name == SEND_BATCH_TASK else [ids[0]]
                     self.app.send_task(
-                        SEND_TASK,
-                        args=[message_id],
-                        queue=queue,
-                        countdown=countdown,
-                        producer=producer,
+                        name, args=args, queue=queue, countdown=countdown, producer=producer
                     )
                     done += 1
         except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
             log.warning(
-                "publish failed for %d of %d messages; the sweep will publish them (%s)",
-                len(items) - done,
-                len(items),
+                "publish failed for %d of %d tasks; the sweep will publish them (%s)",
+                len(tasks) - done,
+                len(tasks),
                 type(exc).__name__,
             )
-        return [message_id for message_id, _ in items[done:]]
+        failed: list[int] = []
+        for _, ids, _ in tasks[done:]:
+            failed.extend(ids)
+        return failed
+
+    def _tasks(self, items: Sequence[tuple[int, str]]) -> list[tuple[str, list[int], str]]:
+        """(task name, message ids, queue): bulk ids in batches, the others one by one."""
+        tasks = [(SEND_TASK, [mid], queue) for mid, queue in items if queue != BATCHED_QUEUE]
+        bulk = [mid for mid, queue in items if queue == BATCHED_QUEUE]
+        for start in range(0, len(bulk), self.batch_size):
+            tasks.append((SEND_BATCH_TASK, bulk[start : start + self.batch_size], BATCHED_QUEUE))
+        return tasks

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import redis
 from celery import Celery
 
+from celeryconfig import is_redis
 from worker.app import settings_of
+from worker.breaker import make_breaker
 from worker.gateway import FiboClient
 from worker.ledger.db import Database
 from worker.publish import Publisher
+from worker.ratelimit import make_limiter
+from worker.sending import Gate
 from worker.settings import Settings
 
 
@@ -25,10 +31,37 @@ class Runtime:
     db: Database
     client: FiboClient
     publisher: Publisher
+    gate: Gate
+    #: concurrent gateway calls of the bulk path
+    executor: ThreadPoolExecutor
+    redis: redis.Redis | None
 
     def close(self) -> None:
+        self.executor.shutdown(wait=False)
         self.client.close()
         self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def build_runtime(app: Celery) -> Runtime:
+    settings = settings_of(app)
+    client = (
+        redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+        if is_redis(settings.broker_url)
+        else None
+    )
+    return Runtime(
+        settings=settings,
+        db=Database(settings.database_url),
+        client=FiboClient(settings),
+        publisher=Publisher(app),
+        gate=Gate(breaker=make_breaker(settings, client), limiter=make_limiter(settings, client)),
+        executor=ThreadPoolExecutor(
+            max_workers=settings.batch_concurrency, thread_name_prefix="fibosms-batch"
+        ),
+        redis=client,
+    )
 
 
 _lock = threading.Lock()
@@ -46,13 +79,7 @@ def get_runtime(app: Celery) -> Runtime:
             _pid = os.getpid()
         runtime = _runtimes.get(id(app))
         if runtime is None:
-            settings = settings_of(app)
-            runtime = Runtime(
-                settings=settings,
-                db=Database(settings.database_url),
-                client=FiboClient(settings),
-                publisher=Publisher(app),
-            )
+            runtime = build_runtime(app)
             _runtimes[id(app)] = runtime
         return runtime
 

@@ -1,24 +1,34 @@
-"""One attempt at one message: claim, call the gateway, record the outcome.
+"""Attempts at messages: claim, call the gateway, record the outcome.
 
-Plain Python: the Celery task only calls :func:`process_message`.
+Plain Python: the Celery tasks only call :func:`process_message` (one message, the urgent
+and default queues) or :func:`process_batch` (many, the bulk queue: one claim statement,
+concurrent calls over the pooled connections, one transaction for the outcomes; each
+message keeps its own attempts, retry time and dead letter).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from celeryconfig import COUNTDOWN_MAX_SECONDS
+from worker.breaker import Breaker, NoBreaker
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
-from worker.errors import AmbiguousError, FiboError
+from worker.errors import AmbiguousError, FiboError, TransientError
 from worker.ledger.claims import (
     ClaimedMessage,
     Transition,
-    claim,
+    claim_many,
+    defer,
     expire_if_due,
     finish_attempt,
     give_back,
@@ -26,6 +36,7 @@ from worker.ledger.claims import (
 )
 from worker.ledger.db import Database
 from worker.ledger.models import Status
+from worker.ratelimit import NoLimit, RateLimiter
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
 from worker.watch.account import is_paused, pause
@@ -33,9 +44,12 @@ from worker.watch.alerts import raise_alert
 
 log = logging.getLogger("fibosms.send")
 
+#: seconds a claimed message waits for a rate-limit token before it is given back
+TOKEN_WAIT_MAX_SECONDS = 30.0
+
 
 class Result(StrEnum):
-    """What one run of the send task did."""
+    """What one run of a send task did with a message."""
 
     SENT = "sent"
     RETRYING = "retrying"
@@ -47,6 +61,8 @@ class Result(StrEnum):
     LOST_CLAIM = "lost-claim"
     #: the account is paused: the message waits in the ledger, its attempts untouched
     PAUSED = "paused"
+    #: the circuit breaker is open or no token came in time: left for later, attempts untouched
+    DEFERRED = "deferred"
 
 
 class Sender(Protocol):
@@ -61,6 +77,14 @@ class Publishes(Protocol):
     ) -> list[int]: ...
 
 
+@dataclass
+class Gate:
+    """What stands between a claimed message and the gateway: the breaker and the limit."""
+
+    breaker: Breaker = field(default_factory=NoBreaker)
+    limiter: RateLimiter = field(default_factory=NoLimit)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -72,32 +96,137 @@ def process_message(
     db: Database,
     client: Sender,
     publisher: Publishes,
+    gate: Gate | None = None,
     rng: random.Random | None = None,
 ) -> Result:
     """Send message ``message_id`` once if it is ours to send, and record what happened."""
-    now = utcnow()
-    with db.transaction() as session:
-        if expire_if_due(session, message_id, now):
-            log.info("message expired before sending", extra={"message_id": message_id})
-            return Result.EXPIRED
-        claimed = claim(session, message_id, now)
-        if claimed is None and is_paused(session):
-            # the sweep publishes it again once sending resumes
-            mark_unpublished(session, [message_id])
-            return Result.PAUSED
-    if claimed is None:
-        return Result.SKIPPED
-
-    outcome = call_gateway(client, claimed, settings)
-    decision = decide(
-        outcome,
-        kind=claimed.kind,
-        attempts=claimed.attempt,
-        prior_ambiguous=claimed.prior_ambiguous,
+    gate = gate or Gate()
+    results = _run(
+        [message_id],
         settings=settings,
+        db=db,
+        publisher=publisher,
+        gate=gate,
         rng=rng,
+        call_all=lambda claimed: [_attempt(client, m, settings, gate) for m in claimed],
     )
-    return record(claimed, decision, db=db, publisher=publisher)
+    return results.get(message_id, Result.SKIPPED)
+
+
+def process_batch(
+    message_ids: Sequence[int],
+    *,
+    settings: Settings,
+    db: Database,
+    client: Sender,
+    publisher: Publishes,
+    executor: Executor,
+    gate: Gate | None = None,
+    rng: random.Random | None = None,
+) -> dict[int, Result]:
+    """Send many messages at once; the result of each id."""
+    gate = gate or Gate()
+
+    def call_all(claimed: list[ClaimedMessage]) -> list[int | FiboError | None]:
+        futures = [executor.submit(_attempt, client, m, settings, gate) for m in claimed]
+        return [f.result() for f in futures]
+
+    return _run(
+        list(dict.fromkeys(message_ids)),
+        settings=settings,
+        db=db,
+        publisher=publisher,
+        gate=gate,
+        rng=rng,
+        call_all=call_all,
+    )
+
+
+def _run(
+    ids: list[int],
+    *,
+    settings: Settings,
+    db: Database,
+    publisher: Publishes,
+    gate: Gate,
+    rng: random.Random | None,
+    call_all: Callable[[list[ClaimedMessage]], list[int | FiboError | None]],
+) -> dict[int, Result]:
+    now = utcnow()
+    wait = gate.breaker.wait_seconds()
+    if wait > 0:
+        with db.transaction() as session:
+            defer(session, ids, now + timedelta(seconds=wait), now)
+        return dict.fromkeys(ids, Result.DEFERRED)
+
+    with db.transaction() as session:
+        claimed = claim_many(session, ids, now)
+        results = _unclaimed(session, [i for i in ids if i not in {m.id for m in claimed}], now)
+    if not claimed:
+        return results
+
+    outcomes = call_all(claimed)
+    decided: list[tuple[ClaimedMessage, Decision | None]] = []
+    for msg, outcome in zip(claimed, outcomes, strict=True):
+        if outcome is None:  # no token in time: not attempted
+            decided.append((msg, None))
+            continue
+        decided.append(
+            (
+                msg,
+                decide(
+                    outcome,
+                    kind=msg.kind,
+                    attempts=msg.attempt,
+                    prior_ambiguous=msg.prior_ambiguous,
+                    settings=settings,
+                    rng=rng,
+                ),
+            )
+        )
+    results.update(_record(decided, db=db, publisher=publisher))
+    return results
+
+
+def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Result]:
+    """Why each id was not claimed: expired, paused, or simply not ours."""
+    results: dict[int, Result] = {}
+    if not ids:
+        return results
+    paused: bool | None = None
+    for message_id in ids:
+        if expire_if_due(session, message_id, now):
+            log.info("message %d expired before sending", message_id,
+                     extra={"message_id": message_id})
+            results[message_id] = Result.EXPIRED
+            continue
+        if paused is None:
+            paused = is_paused(session)
+        if paused:
+            results[message_id] = Result.PAUSED
+        else:
+            results[message_id] = Result.SKIPPED
+    waiting = [i for i, r in results.items() if r is Result.PAUSED]
+    if waiting:
+        # the sweep publishes them again once sending resumes
+        mark_unpublished(session, waiting)
+    return results
+
+
+def _attempt(
+    client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate
+) -> int | FiboError | None:
+    """One gateway call: the success code, the error, or None when no token came in time."""
+    cost = msg.segments if settings.rate_per_segment else 1
+    timeout = min(TOKEN_WAIT_MAX_SECONDS, settings.sending_timeout_seconds / 2)
+    if not gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout):
+        return None
+    outcome = call_gateway(client, msg, settings)
+    if isinstance(outcome, (TransientError, AmbiguousError)):
+        gate.breaker.failure()
+    else:
+        gate.breaker.success()  # the gateway answered, even if it refused the message
+    return outcome
 
 
 def call_gateway(client: Sender, msg: ClaimedMessage, settings: Settings) -> int | FiboError:
@@ -119,11 +248,37 @@ def call_gateway(client: Sender, msg: ClaimedMessage, settings: Settings) -> int
     return code
 
 
-def record(
-    msg: ClaimedMessage, decision: Decision, *, db: Database, publisher: Publishes
-) -> Result:
-    """Write the decision; publish a short retry with a countdown."""
+def _record(
+    decided: list[tuple[ClaimedMessage, Decision | None]],
+    *,
+    db: Database,
+    publisher: Publishes,
+) -> dict[int, Result]:
+    """Write every decision in one transaction; publish short retries with a countdown."""
     now = utcnow()
+    results: dict[int, Result] = {}
+    countdowns: list[tuple[ClaimedMessage, float]] = []
+    with db.transaction() as session:
+        for msg, decision in decided:
+            if decision is None:
+                give_back(session, msg.id, msg.attempt, now)
+                results[msg.id] = Result.DEFERRED
+                continue
+            result, countdown = _record_one(session, msg, decision, now)
+            results[msg.id] = result
+            if countdown is not None:
+                countdowns.append((msg, countdown))
+    for msg, countdown in countdowns:
+        failed = publisher.publish([(msg.id, msg.queue)], countdown=countdown)
+        if failed:
+            with db.transaction() as session:
+                mark_unpublished(session, failed)
+    return results
+
+
+def _record_one(
+    session: Session, msg: ClaimedMessage, decision: Decision, now: datetime
+) -> tuple[Result, float | None]:
     due: datetime | None = None
     countdown: float | None = None
     if decision.status is Status.RETRYING:
@@ -131,6 +286,18 @@ def record(
         due = now + timedelta(seconds=decision.delay)
         if decision.delay <= COUNTDOWN_MAX_SECONDS:
             countdown = decision.delay
+    if decision.account_wide:
+        if not pause(
+            session,
+            code=decision.code,
+            reason=decision.meaning or "account refused",
+            message_id=msg.id,
+            now=now,
+        ):
+            # another message paused the account first: this one waits, attempt not counted
+            give_back(session, msg.id, msg.attempt, now)
+            return Result.PAUSED, None
+        _alert_paused(session, msg, decision, now)
     transition = Transition(
         status=decision.status,
         code=decision.code,
@@ -142,46 +309,12 @@ def record(
         failure_class=decision.failure_class,
         meaning=decision.meaning,
     )
-    with db.transaction() as session:
-        if decision.account_wide and not pause(
-            session,
-            code=decision.code,
-            reason=decision.meaning or "account refused",
-            message_id=msg.id,
-            now=now,
-        ):
-            # another message paused the account first: this one waits, attempt not counted
-            give_back(session, msg.id, msg.attempt, now)
-            return Result.PAUSED
-        if decision.account_wide:
-            log.error(
-                "account-wide code %s (%s): sending paused; message %d dead-lettered",
-                decision.code,
-                decision.meaning,
-                msg.id,
-                extra={"message_id": msg.id, "code": decision.code},
-            )
-            raise_alert(
-                session,
-                kind="paused",
-                key="paused",
-                message=(
-                    f"sending paused: FIBO code {decision.code} ({decision.meaning}) on message "
-                    f"{msg.id}; "
-                    + (
-                        "resumes by itself when a balance poll sees money"
-                        if decision.code == INSUFFICIENT_BALANCE
-                        else "run `fibosms resume` once the account is fixed"
-                    )
-                ),
-                now=now,
-            )
-        if not finish_attempt(session, msg.id, msg.attempt, transition, now):
-            log.warning(
-                "claim lost: the row was recovered by the sweep during the call",
-                extra={"message_id": msg.id, "attempt": msg.attempt},
-            )
-            return Result.LOST_CLAIM
+    if not finish_attempt(session, msg.id, msg.attempt, transition, now):
+        log.warning(
+            "claim lost: the row was recovered by the sweep during the call",
+            extra={"message_id": msg.id, "attempt": msg.attempt},
+        )
+        return Result.LOST_CLAIM, None
     log.info(
         "attempt %d of message %d to %s: %s%s",
         msg.attempt,
@@ -194,11 +327,33 @@ def record(
             "attempt": msg.attempt,
             "code": decision.code,
             "status": decision.status.value,
+            "phone": mask_phone(msg.recipient),
         },
     )
-    if countdown is not None:
-        failed = publisher.publish([(msg.id, msg.queue)], countdown=countdown)
-        if failed:
-            with db.transaction() as session:
-                mark_unpublished(session, failed)
-    return Result(decision.status.value)
+    return Result(decision.status.value), countdown
+
+
+def _alert_paused(session: Session, msg: ClaimedMessage, decision: Decision, now: datetime) -> None:
+    log.error(
+        "account-wide code %s (%s): sending paused; message %d dead-lettered",
+        decision.code,
+        decision.meaning,
+        msg.id,
+        extra={"message_id": msg.id, "code": decision.code},
+    )
+    resumes = (
+        "resumes by itself when a balance poll sees money"
+        if decision.code == INSUFFICIENT_BALANCE
+        else "run `fibosms resume` once the account is fixed"
+    )
+    raise_alert(
+        session,
+        kind="paused",
+        key="paused",
+        message=(
+            f"sending paused: FIBO code {decision.code} ({decision.meaning}) on message "
+            f"{msg.id}; {resumes}"
+        ),
+        now=now,
+    )
+

@@ -81,6 +81,22 @@ class Settings:
     alert_webhook_url: str | None = None
     #: how far the gateway's accepted count may differ from ours before a day is a mismatch
     reconcile_tolerance: int = 0
+    #: messages (or segments) per second across every worker; None: no limit
+    rate_limit: float | None = None
+    #: the bucket's size: the largest burst the gateway may see
+    rate_burst: float = 1.0
+    #: whether a long message costs one token per SMS part
+    rate_per_segment: bool = False
+    #: share of the bucket kept for urgent (otp) messages
+    urgent_reserve: float = 0.2
+    #: consecutive transient failures that open the circuit breaker; 0: no breaker
+    breaker_threshold: int = 10
+    #: seconds the breaker stays open before one probe is let through
+    breaker_cooldown_seconds: float = 30.0
+    #: bulk (marketing) messages per send_batch task
+    bulk_batch_size: int = 50
+    #: concurrent gateway calls inside one batch
+    batch_concurrency: int = 16
     sandbox_port: int = SANDBOX_PORT
     data_dir: str = "var"
     log_level: str = "INFO"
@@ -283,6 +299,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "worker"
         )
 
+    rate_limit = (
+        number("FIBOSMS_RATE_LIMIT", 0.0, minimum=0.001)
+        if get("FIBOSMS_RATE_LIMIT") is not None
+        else None
+    )
+
     log_level = (get("FIBOSMS_LOG_LEVEL") or "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"FIBOSMS_LOG_LEVEL must be a logging level name, got {log_level!r}")
@@ -339,6 +361,18 @@ def _parse(env: Mapping[str, str]) -> Settings:
             else None
         ),
         reconcile_tolerance=integer("FIBOSMS_RECONCILE_TOLERANCE", 0, minimum=0),
+        rate_limit=rate_limit,
+        rate_burst=(
+            number("FIBOSMS_RATE_BURST", 1.0, minimum=1.0)
+            if get("FIBOSMS_RATE_BURST") is not None
+            else max(1.0, rate_limit or 1.0)
+        ),
+        rate_per_segment=boolean("FIBOSMS_RATE_PER_SEGMENT", False),
+        urgent_reserve=_fraction(get("FIBOSMS_URGENT_RESERVE"), "FIBOSMS_URGENT_RESERVE", 0.2),
+        breaker_threshold=integer("FIBOSMS_BREAKER_THRESHOLD", 10, minimum=0),
+        breaker_cooldown_seconds=number("FIBOSMS_BREAKER_COOLDOWN_SECONDS", 30.0, minimum=0.1),
+        bulk_batch_size=integer("FIBOSMS_BULK_BATCH_SIZE", 50),
+        batch_concurrency=integer("FIBOSMS_BATCH_CONCURRENCY", 16),
         sandbox_port=sandbox_port,
         data_dir=str(data_path),
         log_level=log_level,
@@ -379,3 +413,15 @@ def _flower_credentials(inline: str | None, file: str | None) -> tuple[str, ...]
                 "password)"
             )
     return pairs
+
+
+def _fraction(raw: str | None, name: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise SettingsError(f"{name} must be at least 0 and below 1, got {raw!r}")
+    return value

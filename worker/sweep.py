@@ -10,6 +10,7 @@ once: every change is conditional, and PostgreSQL rows are taken with SKIP LOCKE
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,9 @@ from worker.settings import Settings
 from worker.watch.account import is_paused
 
 log = logging.getLogger("fibosms.sweep")
+
+#: seconds one sweep pass may spend publishing a backlog
+PUBLISH_BUDGET_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -105,9 +109,34 @@ def recover_stale(*, settings: Settings, db: Database, now: datetime) -> int:
 
 
 def publish_due(
-    *, settings: Settings, db: Database, publisher: Publishes, now: datetime
+    *,
+    settings: Settings,
+    db: Database,
+    publisher: Publishes,
+    now: datetime,
+    budget_seconds: float = PUBLISH_BUDGET_SECONDS,
 ) -> tuple[int, int]:
-    """Publish due rows not in flight; returns (published, failed to publish)."""
+    """Publish due rows not in flight, a batch at a time; returns (published, failed).
+
+    It goes on while whole batches come back and ``budget_seconds`` last, so a backlog
+    after an outage drains in one pass instead of one batch per tick.
+    """
+    deadline = time.monotonic() + budget_seconds
+    published = failed = 0
+    while True:
+        items = _take_due(settings=settings, db=db, now=now)
+        not_published = publisher.publish(items)
+        if not_published:
+            with db.transaction() as session:
+                mark_unpublished(session, not_published)
+        published += len(items) - len(not_published)
+        failed += len(not_published)
+        if len(items) < settings.sweep_batch or not_published or time.monotonic() > deadline:
+            return published, failed
+
+
+def _take_due(*, settings: Settings, db: Database, now: datetime) -> list[tuple[int, str]]:
+    """Mark one batch of due rows as published now, and return them."""
     stale_publish = now - timedelta(seconds=settings.republish_after_seconds)
     pick = (
         select(Message.id)
@@ -122,7 +151,7 @@ def publish_due(
     if db.dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     with db.transaction() as session:
-        items = [
+        return [
             (row.id, row.queue)
             for row in session.execute(
                 update(Message)
@@ -132,8 +161,3 @@ def publish_due(
                 .execution_options(synchronize_session=False)
             )
         ]
-    failed = publisher.publish(items)
-    if failed:
-        with db.transaction() as session:
-            mark_unpublished(session, failed)
-    return len(items) - len(failed), len(failed)

@@ -15,11 +15,12 @@ from celeryconfig import (
     POLL_BALANCE_TASK,
     POLL_TOTALS_TASK,
     RECONCILE_DAY_TASK,
+    SEND_BATCH_TASK,
     SEND_TASK,
     SWEEP_TASK,
 )
 from worker.runtime import get_runtime
-from worker.sending import process_message
+from worker.sending import process_batch, process_message
 from worker.sweep import sweep
 from worker.watch.alerts import deliver_alerts
 from worker.watch.polls import poll_balance, poll_totals, reconcile_closed_day
@@ -38,7 +39,26 @@ def register(app: Celery) -> None:
             db=rt.db,
             client=rt.client,
             publisher=rt.publisher,
+            gate=rt.gate,
         ).value
+
+    @app.task(name=SEND_BATCH_TASK, bind=True)
+    def send_batch(self: Task, message_ids: list[int]) -> dict[str, int]:
+        """Send a batch of bulk messages concurrently; counts of what happened."""
+        rt = get_runtime(self.app)
+        results = process_batch(
+            [int(i) for i in message_ids],
+            settings=rt.settings,
+            db=rt.db,
+            client=rt.client,
+            publisher=rt.publisher,
+            executor=rt.executor,
+            gate=rt.gate,
+        )
+        counts: dict[str, int] = {}
+        for result in results.values():
+            counts[result.value] = counts.get(result.value, 0) + 1
+        return counts
 
     @app.task(name=SWEEP_TASK, bind=True)
     def sweep_ledger(self: Task) -> dict[str, Any]:

@@ -24,7 +24,8 @@ def queued_ids(redis_url: str, queue: str) -> list[int]:
     for raw in client.lrange(queue, 0, -1):
         envelope = json.loads(raw)
         args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-        ids.append(args[0])
+        # send_sms(id), or send_batch([id, …]) on the bulk queue
+        ids.extend(args[0] if isinstance(args[0], list) else [args[0]])
     client.close()
     return sorted(ids)
 

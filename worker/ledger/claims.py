@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import and_, exists, func, insert, or_, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status
@@ -28,6 +28,7 @@ class ClaimedMessage:
     text: str
     sender: str | None
     service_type: int
+    segments: int
     kind: str
     queue: str
     #: this attempt's number (1-based); also the claim's token
@@ -52,60 +53,71 @@ def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
 
 
 def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | None:
-    """Move a due, sendable row to ``sending``; None when it is not ours to send.
+    """Move a due, sendable, unexpired row to ``sending``; None when it is not ours to send.
 
-    Nothing is claimed while the account is paused.
+    Nothing is claimed while the account is paused. One statement: the hot path.
     """
+    claimed = claim_many(session, [message_id], now)
+    return claimed[0] if claimed else None
+
+
+def claim_many(session: Session, ids: list[int], now: datetime) -> list[ClaimedMessage]:
+    """Claim every due, sendable, unexpired row among ``ids`` in one statement."""
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
-    result = session.execute(
+    rows = session.execute(
         update(Message)
         .where(
-            Message.id == message_id,
+            Message.id.in_(ids),
             Message.status.in_(SENDABLE),
             Message.next_attempt_at <= due_by,
+            or_(Message.expires_at.is_(None), Message.expires_at > now),
             ~exists().where(AccountState.paused.is_(True)),
         )
         .values(
             status=Status.SENDING.value,
             attempts=Message.attempts + 1,
             claimed_at=now,
+            first_attempt_at=func.coalesce(Message.first_attempt_at, now),
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return None
-    row = session.execute(
-        select(
+        .returning(
             Message.id,
             Message.recipient,
             Message.text,
             Message.sender,
             Message.service_type,
+            Message.segments,
             Message.kind,
             Message.queue,
             Message.attempts,
             Message.ambiguous_attempts,
-            Message.first_attempt_at,
-        ).where(Message.id == message_id)
-    ).one()
-    if row.first_attempt_at is None:
-        session.execute(
-            update(Message)
-            .where(Message.id == message_id)
-            .values(first_attempt_at=now)
-            .execution_options(synchronize_session=False)
         )
-    return ClaimedMessage(
-        id=row.id,
-        recipient=row.recipient,
-        text=row.text,
-        sender=row.sender,
-        service_type=row.service_type,
-        kind=row.kind,
-        queue=row.queue,
-        attempt=row.attempts,
-        prior_ambiguous=row.ambiguous_attempts,
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedMessage(
+            id=row.id,
+            recipient=row.recipient,
+            text=row.text,
+            sender=row.sender,
+            service_type=row.service_type,
+            segments=row.segments,
+            kind=row.kind,
+            queue=row.queue,
+            attempt=row.attempts,
+            prior_ambiguous=row.ambiguous_attempts,
+        )
+        for row in rows
+    ]
+
+
+def defer(session: Session, ids: list[int], until: datetime, now: datetime) -> None:
+    """Leave sendable rows for later (breaker open): due at ``until``, for the sweep."""
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(ids), Message.status.in_(SENDABLE))
+        .values(next_attempt_at=until, published_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
