@@ -161,7 +161,8 @@ def _run(
 
     with db.transaction() as session:
         claimed = claim_many(session, ids, now)
-        results = _unclaimed(session, [i for i in ids if i not in {m.id for m in claimed}], now)
+        taken = {m.id for m in claimed}
+        results = _unclaimed(session, [i for i in ids if i not in taken], now)
     if not claimed:
         return results
 
