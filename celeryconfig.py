@@ -34,13 +34,22 @@ COUNTDOWN_MAX_SECONDS = 60.0
 #: seconds Redis waits before it hands an unacknowledged task to another worker; above any
 #: countdown in use, or countdown tasks would be delivered again in a loop
 VISIBILITY_TIMEOUT_SECONDS = 3600
-#: how hard one publish tries before the message is left to the sweep (it is committed)
+#: how hard one publish tries before the message is left to the sweep (it is committed).
+#: With an unresponsive broker each try costs up to REDIS_SOCKET_TIMEOUT_SECONDS, plus one
+#: more for the reconnection's handshake: one retry keeps an enqueue under ~3.5 s.
 PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
+    "max_retries": 1,
     "interval_start": 0.1,
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+
+
+#: seconds a synchronous Redis command (a publish, an ack) or a connect may take. Redis
+#: answers these in well under a millisecond; a broker that does not answer (frozen, or a
+#: network that drops packets) must not hold a producer's caller: the publish fails and
+#: the sweep publishes the committed row later. The consumer's BRPOP is not bound by it.
+REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 
 
 def is_redis(url: str) -> bool:
@@ -55,8 +64,8 @@ def build(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": max(
                 VISIBILITY_TIMEOUT_SECONDS, int(settings.sending_timeout_seconds * 2)
             ),
-            "socket_connect_timeout": 2,
-            "socket_timeout": 10,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         }
     return {
         "broker_url": settings.broker_url,

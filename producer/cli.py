@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -454,6 +455,9 @@ def _celery(command: str, args: tuple[str, ...]) -> None:
 
     s = settings()
     configure_logging(s)
+    if command == "beat":
+        # beat keeps its schedule file there; with PostgreSQL and Redis nothing else creates it
+        Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     app = make_app(s)
     app.start([command, *args])
 

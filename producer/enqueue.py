@@ -61,6 +61,8 @@ class Producer:
         Each item is a mapping with ``phone`` and ``text`` plus any option of
         :meth:`enqueue_sms`; ``kind`` and ``sender`` are the batch's defaults.
         """
+        if not isinstance(messages, Iterable):
+            raise ValidationError("messages", "must be a list of mappings with phone and text")
         now = _now()
         validated: list[NewMessage] = []
         for index, item in enumerate(messages):
@@ -103,7 +105,12 @@ class Producer:
         ids: list[int | None] = [None] * len(messages)
         fresh: list[tuple[int, str]] = []
         plain = [i for i, m in enumerate(messages) if m.idempotency_key is None]
-        keyed = [i for i, m in enumerate(messages) if m.idempotency_key is not None]
+        # in key order: two producers inserting overlapping keys then take the unique index's
+        # row locks in the same order, and wait for each other instead of deadlocking
+        keyed = sorted(
+            (i for i, m in enumerate(messages) if m.idempotency_key is not None),
+            key=lambda i: str(messages[i].idempotency_key),
+        )
 
         for chunk in _chunks(plain, BATCH_SIZE):
             rows = [messages[i].row(now) for i in chunk]

@@ -10,6 +10,9 @@ from worker.settings import Settings
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app for ``settings``; building it opens no connection."""
+    from worker import compat
+
+    compat.install()  # library work-arounds (worker/compat.py), before any connection
     app = Celery("fibosms", set_as_current=False)
     app.conf.update(celeryconfig.build(settings))
     # a plain attribute, not a config key: Celery's config is shown by inspect and Flower
@@ -18,6 +21,10 @@ def make_app(settings: Settings) -> Celery:
     from worker import tasks
 
     tasks.register(app)
+    # logging, worker metrics and the Flower guard, through Celery's signals
+    from worker import hooks
+
+    hooks.install(app, settings)
     return app
 
 

@@ -27,7 +27,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: a full Vietnamese mobile number in any common spelling: 0912345678, 84912345678,
 #: +84 912 345 678, 0912.345.678, the old 11-digit 016x…; not one already masked
 _PHONE = re.compile(
-    r"(?<![\w*+])(?:\(?\+84\)?[ .-]?|0084[ .-]?|84[ .-]?|0)(?:1\d|[35789])\d(?:[ .-]?\d){7}(?![\d*])"
+    r"(?<![\w*+])(?:\(?\+84\)?[ .-]?|0084[ .-]?|84[ .-]?|0)"  # +84, 0084, 84 or 0
+    r"(?:1\d|[35789])\d(?:[ .-]?\d){7}(?![\w*])"  # 9 digits (10 for the old 01x numbers)
 )
 #: ``scheme://user:secret@host`` and ``password=secret`` (a DSN, a query string)
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
@@ -70,10 +71,10 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(FORMAT)
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         return redact(super().formatException(ei))
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+    def formatStack(self, stack_info: str) -> str:
         return redact(super().formatStack(stack_info))
 
 
@@ -99,11 +100,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float):
+def _json_value(value: Any, depth: int = 0) -> Any:
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         return redact(value)
+    if depth < 4 and isinstance(value, dict):  # Celery's extra={"data": {...}}
+        return {str(k): _json_value(v, depth + 1) for k, v in value.items()
+                if str(k) not in _NEVER}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_json_value(v, depth + 1) for v in value]
     return redact(str(value))
 
 
@@ -132,14 +138,15 @@ def configure_logging(
                 root.removeHandler(handler)
         ours = [h for h in ours if isinstance(h, logging.FileHandler)]
     if not ours and (logfile or not root.handlers):
-        handler: logging.Handler = (
+        new: logging.Handler = (
             logging.FileHandler(logfile, encoding="utf-8") if logfile else logging.StreamHandler()
         )
-        handler.fibosms = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-        ours = [handler]
+        new.fibosms = True  # type: ignore[attr-defined]
+        root.addHandler(new)
+        ours = [new]
     for handler in ours:
         handler.setFormatter(make_formatter(settings))
+        handler.setLevel(logging.NOTSET)
     for handler in root.handlers:
         if _FILTER not in handler.filters:
             handler.addFilter(_FILTER)
