@@ -10,8 +10,8 @@ Checks (:data:`CHECKS`, run in this order):
 * ``broker``   — connect; Redis ``PING``, other transports a channel
 * ``database`` — ``SELECT 1``; the migrations are at head
 * ``gateway``  — one GetClientBalance call (costs nothing; keep it out of liveness probes)
-
-The account watch's check (age of the last balance / totals polls) goes in :data:`CHECKS`.
+* ``polls``    — the last balance and totals polls are no older than three intervals (a
+  minute's grace): beat is running. "Never polled" passes, so a fresh deployment is ready.
 """
 
 from __future__ import annotations
@@ -110,11 +110,54 @@ def check_gateway(settings: Settings) -> str:
     return f"balance {balance}"
 
 
+#: a poll older than this many intervals means beat (or the worker running polls) is stuck
+STALE_POLL_INTERVALS = 3
+
+
+def check_polls(settings: Settings) -> str:
+    """The last balance and totals polls are recent: beat and the polls are running."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from worker.ledger.db import Database
+    from worker.ledger.models import BalancePoll, TotalsPoll
+
+    db = Database(settings.database_url)
+    try:
+        with db.sessions() as session:
+            last = {
+                "balance": session.scalar(select(func.max(BalancePoll.polled_at))),
+                "totals": session.scalar(select(func.max(TotalsPoll.polled_at))),
+            }
+    finally:
+        db.dispose()
+    now = datetime.now(UTC)
+    limits = {
+        "balance": settings.balance_poll_seconds * STALE_POLL_INTERVALS + 60,
+        "totals": settings.totals_poll_seconds * STALE_POLL_INTERVALS + 60,
+    }
+    parts = []
+    for name, at in last.items():
+        if at is None:
+            parts.append(f"{name}: never polled")
+            continue
+        age = (now - at).total_seconds()
+        if age > limits[name]:
+            raise RuntimeError(
+                f"the last {name} poll is {age:.0f} s old (limit {limits[name]:.0f} s): "
+                "is beat running?"
+            )
+        parts.append(f"{name} polled {age:.0f} s ago")
+    return "; ".join(parts)
+
+
 #: name → check, in the order they run; select with ``--check``
 CHECKS: dict[str, Check] = {
     "broker": check_broker,
     "database": check_database,
     "gateway": check_gateway,
+    "polls": check_polls,
 }
 
 

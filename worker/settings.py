@@ -128,6 +128,10 @@ class Settings:
                 value = "***" if value else ""
             elif f.name == "flower_basic_auth":
                 value = [f"{pair.split(':', 1)[0]}:***" for pair in value]
+            elif f.name == "alert_webhook_url" and value:
+                # webhook URLs often carry their token in the path or the query
+                parts = urlsplit(value)
+                value = f"{parts.scheme}://{parts.hostname}/***"
             elif isinstance(value, str) and "://" in value:
                 value = redact_url(value)
             elif isinstance(value, frozenset):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ def test_a_working_deployment_is_healthy(
                               "FIBOSMS_BROKER_URL": redis_url})
     assert code == 0, report
     assert report["healthy"] is True
-    assert set(report["checks"]) == {"broker", "database", "gateway"}
+    assert set(report["checks"]) == {"broker", "database", "gateway", "polls"}
     assert all(c["ok"] for c in report["checks"].values())
     assert report["checks"]["gateway"]["detail"].startswith("balance ")
     assert "migrations at head" in report["checks"]["database"]["detail"]
@@ -82,3 +83,31 @@ def test_an_unknown_check_is_a_usage_error(stack_env: dict[str, str]) -> None:
     )
     assert done.returncode == 2
     assert "dns" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stale_polls_fail_the_polls_check(
+    stack_env: dict[str, str], pg_url: str, redis_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from tests.fixtures.services import _clean
+    from worker.ledger.db import Database
+    from worker.ledger.models import BalancePoll
+
+    db = Database(pg_url)
+    _clean(db)
+    env = {**stack_env, "FIBOSMS_DATABASE_URL": pg_url, "FIBOSMS_BROKER_URL": redis_url,
+           "FIBOSMS_BALANCE_POLL_SECONDS": "60"}
+    # Given no poll yet: a fresh deployment is ready
+    code, report, _ = health(env, "--check", "polls")
+    assert code == 0 and "never polled" in report["checks"]["polls"]["detail"]
+    # Given a balance poll older than three intervals and a minute
+    with db.transaction() as session:
+        session.add(BalancePoll(balance=Decimal(5), polled_at=datetime.now(UTC)
+                                - timedelta(seconds=300)))
+    code, report, _ = health(env, "--check", "polls")
+    assert code == 1
+    assert re.search(r"balance poll is 30\d s old \(limit 240 s\)",
+                     report["checks"]["polls"]["detail"])
+    db.dispose()

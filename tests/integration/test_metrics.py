@@ -256,3 +256,32 @@ def test_a_worker_serves_gateway_latency_and_task_outcomes(
         and s
     )
     assert value(swept, "fibosms_task_results_total", task="fibosms.sweep", result="ok") == 1
+
+
+def test_the_account_watch_shows_balance_poll_ages_pause_and_alerts(
+    database: Database, db_url: str, tmp_path: Path
+) -> None:
+    from decimal import Decimal
+
+    from worker.ledger.models import BalancePoll, TotalsPoll
+    from worker.watch.account import pause
+    from worker.watch.alerts import raise_alert
+    from worker.watch.days import vietnam_day
+
+    now = datetime.now(UTC)
+    with database.transaction() as session:
+        session.add(BalancePoll(balance=Decimal("1234.50"), polled_at=now - timedelta(seconds=40)))
+        session.add(TotalsPoll(day=vietnam_day(now), success=3, failed=0, pending=0,
+                               polled_at=now - timedelta(seconds=10)))
+        pause(session, code=14, reason="insufficient balance", message_id=1, now=now)
+        raise_alert(session, kind="paused", key="paused", message="paused", now=now)
+    settings = Settings.from_env({"FIBOSMS_DATABASE_URL": db_url,
+                                  "FIBOSMS_DATA_DIR": str(tmp_path)})
+    scraped = samples(generate_latest(build_registry(settings, database)).decode())
+    assert value(scraped, "fibosms_balance") == 1234.5
+    assert 39 <= value(scraped, "fibosms_last_poll_age_seconds", poll="balance") <= 100
+    assert 9 <= value(scraped, "fibosms_last_poll_age_seconds", poll="totals") <= 70
+    assert value(scraped, "fibosms_account_paused", code="14") == 1
+    assert value(scraped, "fibosms_reconcile_difference") == 3  # none sent by us today
+    assert value(scraped, "fibosms_alerts_open", kind="paused") == 1
+    assert value(scraped, "fibosms_alerts_open", kind="mismatch") == 0

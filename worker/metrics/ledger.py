@@ -7,9 +7,8 @@ the last ``FIBOSMS_METRICS_WINDOW_SECONDS`` (``ix_sms_messages_created_at``,
 ``ix_sms_messages_sent_at``), and ``sms_failures`` (small: dead letters only). Nothing
 scans every sent message.
 
-**Adding gauges** (the account watch: balance, age of the last polls, account paused):
-write a probe below and add it to :data:`PROBES`; a probe that fails is logged and
-reported through ``fibosms_ledger_up`` without hiding the others.
+**Adding gauges**: write a probe below and add it to :data:`PROBES`; a probe that fails is
+logged and reported through ``fibosms_ledger_up`` without hiding the others.
 """
 
 from __future__ import annotations
@@ -34,8 +33,12 @@ from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES
 from worker.ledger.db import Database
-from worker.ledger.models import SENDABLE, Failure, Message, Status
+from worker.ledger.models import SENDABLE, BalancePoll, Failure, Message, Status, TotalsPoll
 from worker.settings import Settings
+from worker.watch.account import current_pause
+from worker.watch.alerts import open_alerts
+from worker.watch.days import vietnam_day
+from worker.watch.reconcile import check_day
 
 log = logging.getLogger("fibosms.metrics")
 
@@ -218,9 +221,59 @@ def dead_letters(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     yield open_
 
 
-#: run in this order at every scrape. The account watch's gauges (balance, age of the last
-#: balance / totals polls, account paused) go here as one more probe.
-PROBES: list[Probe] = [backlog, recent_outcomes, enqueue_to_accepted, dead_letters]
+def account_watch(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
+    """The balance, the age of the last polls, the pause, today's reconciliation, alerts."""
+    balance = session.execute(
+        select(BalancePoll.balance, BalancePoll.polled_at)
+        .order_by(BalancePoll.polled_at.desc(), BalancePoll.id.desc())
+        .limit(1)
+    ).first()
+    last_totals = session.scalar(select(func.max(TotalsPoll.polled_at)))
+    if balance is not None:
+        yield GaugeMetricFamily(
+            "fibosms_balance", "The account's balance at the last poll (messages or VND).",
+            value=float(balance.balance),
+        )
+    ages = GaugeMetricFamily(
+        "fibosms_last_poll_age_seconds",
+        "Seconds since the last successful poll of the gateway.",
+        labels=["poll"],
+    )
+    for name, at in (("balance", balance.polled_at if balance else None), ("totals", last_totals)):
+        if at is not None:
+            ages.add_metric([name], (ctx.now - at).total_seconds())
+    yield ages
+    pause = current_pause(session)
+    paused = GaugeMetricFamily(
+        "fibosms_account_paused",
+        "1 while sending is paused after an account-wide code (label: the code).",
+        labels=["code"],
+    )
+    paused.add_metric([_code(pause.code)], 1.0 if pause.paused else 0.0)
+    yield paused
+    today = vietnam_day(ctx.now)
+    check = check_day(session, today, tolerance=ctx.settings.reconcile_tolerance)
+    if check is not None:
+        yield GaugeMetricFamily(
+            "fibosms_reconcile_difference",
+            "Today's (Vietnam) gateway-accepted count minus our sent count at its last poll.",
+            value=check.difference,
+        )
+    alerts = GaugeMetricFamily(
+        "fibosms_alerts_open", "Open alerts of the account watch, by kind.", labels=["kind"]
+    )
+    counts: dict[str, int] = defaultdict(int)
+    for alert in open_alerts(session):
+        counts[alert["kind"]] += 1
+    for kind in ("low_balance", "mismatch", "paused"):
+        alerts.add_metric([kind], counts.get(kind, 0))
+    yield alerts
+
+
+#: run in this order at every scrape
+PROBES: list[Probe] = [
+    backlog, recent_outcomes, enqueue_to_accepted, dead_letters, account_watch
+]
 
 
 class LedgerCollector(Collector):
