@@ -23,6 +23,8 @@ log = logging.getLogger("fibosms.breaker")
 FAILURES_KEY = "fibosms:breaker:failures"
 OPEN_KEY = "fibosms:breaker:open"
 PROBE_KEY = "fibosms:breaker:probe"
+#: seconds a worker trusts a "closed, no failures" reading before asking Redis again
+QUIET_CACHE_SECONDS = 0.5
 
 
 class Breaker(Protocol):
@@ -54,13 +56,22 @@ class RedisBreaker:
         self._client = client
         self.threshold = threshold
         self.cooldown_ms = int(cooldown * 1000)
+        # a closed breaker with no failures is remembered briefly, so the hot path does not
+        # ask Redis twice per message
+        self._quiet_until = 0.0
+        self._saw_failures = True
 
     def wait_seconds(self) -> float:
+        if time.monotonic() < self._quiet_until:
+            return 0.0
         try:
             pipe = self._client.pipeline(transaction=False)
             pipe.pttl(OPEN_KEY)
             pipe.get(FAILURES_KEY)
             open_ms, failures = pipe.execute()
+            self._saw_failures = failures is not None
+            if not self._saw_failures:
+                self._quiet_until = time.monotonic() + QUIET_CACHE_SECONDS
             if open_ms is not None and open_ms > 0:
                 return float(open_ms) / 1000
             if failures is not None and int(failures) >= self.threshold:
@@ -74,7 +85,10 @@ class RedisBreaker:
         return 0.0
 
     def success(self) -> None:
+        if not self._saw_failures:
+            return  # nothing to reset
         try:
+            self._saw_failures = False
             pipe = self._client.pipeline(transaction=False)
             pipe.delete(FAILURES_KEY, OPEN_KEY, PROBE_KEY)
             deleted = pipe.execute()[0]
@@ -84,6 +98,8 @@ class RedisBreaker:
             pass
 
     def failure(self) -> None:
+        self._quiet_until = 0.0
+        self._saw_failures = True
         try:
             failures = int(self._client.incr(FAILURES_KEY))
             self._client.pexpire(FAILURES_KEY, self.cooldown_ms * 10)

@@ -96,7 +96,7 @@ class Settings:
     #: bulk (marketing) messages per send_batch task
     bulk_batch_size: int = 50
     #: concurrent gateway calls inside one batch
-    batch_concurrency: int = 16
+    batch_concurrency: int = 32
     sandbox_port: int = SANDBOX_PORT
     data_dir: str = "var"
     log_level: str = "INFO"
@@ -376,7 +376,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         breaker_threshold=integer("FIBOSMS_BREAKER_THRESHOLD", 10, minimum=0),
         breaker_cooldown_seconds=number("FIBOSMS_BREAKER_COOLDOWN_SECONDS", 30.0, minimum=0.1),
         bulk_batch_size=integer("FIBOSMS_BULK_BATCH_SIZE", 50),
-        batch_concurrency=integer("FIBOSMS_BATCH_CONCURRENCY", 16),
+        batch_concurrency=integer("FIBOSMS_BATCH_CONCURRENCY", 32),
         sandbox_port=sandbox_port,
         data_dir=str(data_path),
         log_level=log_level,

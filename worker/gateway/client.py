@@ -71,7 +71,7 @@ from worker.settings import Settings, redact_url
 log = logging.getLogger("fibosms.gateway")
 
 #: connections kept open to the gateway per process (a threaded worker uses one each)
-POOL_SIZE = 16
+POOL_SIZE = 64
 #: bytes; an answer larger than this is not FIBO's
 MAX_BODY_BYTES = 1 << 20
 SOAP_ACTION = '"http://tempuri.org/GetTotalMt"'

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, insert, or_, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status
+from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status, UTCDateTime
 
 #: seconds by which a task may arrive before its row is due and still claim it (clock skew
 #: between machines, countdown rounding)
@@ -34,6 +34,75 @@ class ClaimedMessage:
     #: this attempt's number (1-based); also the claim's token
     attempt: int
     prior_ambiguous: int
+
+
+# The hot path's statements, built once on the table (SQLAlchemy Core: no ORM bookkeeping,
+# and a cached compilation), with bound parameters.
+_M: Table = Message.__table__  # type: ignore[assignment]
+_ACCOUNT: Table = AccountState.__table__  # type: ignore[assignment]
+_FAILURES: Table = Failure.__table__  # type: ignore[assignment]
+_NOW = bindparam("now", type_=UTCDateTime())
+
+_CLAIM = (
+    update(_M)
+    .where(
+        _M.c.id.in_(bindparam("ids", expanding=True)),
+        _M.c.status.in_(SENDABLE),
+        _M.c.next_attempt_at <= bindparam("due_by", type_=UTCDateTime()),
+        or_(_M.c.expires_at.is_(None), _M.c.expires_at > _NOW),
+        ~exists().where(_ACCOUNT.c.paused.is_(True)),
+    )
+    .values(
+        status=Status.SENDING.value,
+        attempts=_M.c.attempts + 1,
+        claimed_at=_NOW,
+        first_attempt_at=func.coalesce(_M.c.first_attempt_at, _NOW),
+        updated_at=_NOW,
+    )
+    .returning(
+        _M.c.id,
+        _M.c.recipient,
+        _M.c.text,
+        _M.c.sender,
+        _M.c.service_type,
+        _M.c.segments,
+        _M.c.kind,
+        _M.c.queue,
+        _M.c.attempts,
+        _M.c.ambiguous_attempts,
+    )
+)
+
+_HOLDER = and_(
+    _M.c.id == bindparam("mid"),
+    _M.c.status == Status.SENDING.value,
+    _M.c.attempts == bindparam("attempt"),
+)
+_FINISH_COMMON = {
+    "status": bindparam("new_status"),
+    "last_code": bindparam("code"),
+    "last_error": bindparam("error"),
+    "updated_at": _NOW,
+    "claimed_at": None,
+    "ambiguous_attempts": _M.c.ambiguous_attempts + bindparam("ambiguous"),
+}
+_FINISH = (
+    update(_M)
+    .where(_HOLDER)
+    .values(
+        **_FINISH_COMMON,
+        sent_at=func.coalesce(bindparam("sent", type_=UTCDateTime()), _M.c.sent_at),
+    )
+)
+_FINISH_RETRY = (
+    update(_M)
+    .where(_HOLDER)
+    .values(
+        **_FINISH_COMMON,
+        next_attempt_at=bindparam("due", type_=UTCDateTime()),
+        published_at=bindparam("published", type_=UTCDateTime()),
+    )
+)
 
 
 def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
@@ -64,36 +133,7 @@ def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | 
 def claim_many(session: Session, ids: list[int], now: datetime) -> list[ClaimedMessage]:
     """Claim every due, sendable, unexpired row among ``ids`` in one statement."""
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
-    rows = session.execute(
-        update(Message)
-        .where(
-            Message.id.in_(ids),
-            Message.status.in_(SENDABLE),
-            Message.next_attempt_at <= due_by,
-            or_(Message.expires_at.is_(None), Message.expires_at > now),
-            ~exists().where(AccountState.paused.is_(True)),
-        )
-        .values(
-            status=Status.SENDING.value,
-            attempts=Message.attempts + 1,
-            claimed_at=now,
-            first_attempt_at=func.coalesce(Message.first_attempt_at, now),
-            updated_at=now,
-        )
-        .returning(
-            Message.id,
-            Message.recipient,
-            Message.text,
-            Message.sender,
-            Message.service_type,
-            Message.segments,
-            Message.kind,
-            Message.queue,
-            Message.attempts,
-            Message.ambiguous_attempts,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    rows = session.connection().execute(_CLAIM, {"ids": ids, "due_by": due_by, "now": now})
     return [
         ClaimedMessage(
             id=row.id,
@@ -142,46 +182,37 @@ def finish_attempt(
 
     A dead letter's ``sms_failures`` row is written in the same transaction.
     """
-    values: dict[str, object] = {
-        "status": t.status.value,
-        "last_code": t.code,
-        "last_error": t.error,
-        "updated_at": now,
-        "claimed_at": None,
+    params: dict[str, object] = {
+        "mid": message_id,
+        "attempt": attempt,
+        "new_status": t.status.value,
+        "code": t.code,
+        "error": t.error,
+        "now": now,
+        "ambiguous": 1 if t.ambiguous else 0,
     }
-    if t.ambiguous:
-        values["ambiguous_attempts"] = Message.ambiguous_attempts + 1
-    if t.status is Status.SENT:
-        values["sent_at"] = now
     if t.status is Status.RETRYING:
         assert t.next_attempt_at is not None
-        values["next_attempt_at"] = t.next_attempt_at
-        values["published_at"] = t.published_at
-    result = session.execute(
-        update(Message)
-        .where(
-            and_(
-                Message.id == message_id,
-                Message.status == Status.SENDING.value,
-                Message.attempts == attempt,
-            )
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+        params.update(due=t.next_attempt_at, published=t.published_at)
+        statement = _FINISH_RETRY
+    else:
+        params["sent"] = now if t.status is Status.SENT else None
+        statement = _FINISH
+    conn = session.connection()
+    if not conn.execute(statement, params).rowcount:
         return False
     if t.status is Status.DEAD:
-        session.execute(
-            insert(Failure).values(
-                message_id=message_id,
-                code=t.code,
-                meaning=t.meaning or (t.error or "dead"),
-                cls=t.failure_class or "permanent",
-                attempts=attempt,
-                last_error=t.error,
-                failed_at=now,
-            )
+        conn.execute(
+            insert(_FAILURES),
+            {
+                "message_id": message_id,
+                "code": t.code,
+                "meaning": t.meaning or (t.error or "dead"),
+                "class": t.failure_class or "permanent",
+                "attempts": attempt,
+                "last_error": t.error,
+                "failed_at": now,
+            },
         )
     return True
 
