@@ -1,0 +1,1 @@
+"""The throughput harness of issue 7: a script, not a test. See bench/README.md."""
