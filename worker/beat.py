@@ -18,6 +18,8 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
+from celeryconfig import REDIS_SOCKET_TIMEOUT_SECONDS
+
 log = logging.getLogger("fibosms.beat")
 
 LOCK_KEY = "fibosms:beat:lock"
@@ -47,7 +49,9 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
     def _client(self) -> redis.Redis:
         if self._redis is None:
             self._redis = redis.Redis.from_url(
-                self.app.conf.broker_url, socket_timeout=5, socket_connect_timeout=5
+                self.app.conf.broker_url,
+                socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
             )
         return self._redis
 

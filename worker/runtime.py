@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
-from celeryconfig import is_redis
+from celeryconfig import REDIS_SOCKET_TIMEOUT_SECONDS, is_redis
 from worker.app import settings_of
 from worker.breaker import make_breaker
 from worker.gateway import FiboClient
@@ -47,7 +47,11 @@ class Runtime:
 def build_runtime(app: Celery) -> Runtime:
     settings = settings_of(app)
     client = (
-        redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=2)
+        redis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        )
         if is_redis(settings.broker_url)
         else None
     )

@@ -91,14 +91,14 @@ def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     lines = []
-    for outcome in ("passed", "failed"):
-        for report in terminalreporter.stats.get(outcome, []):
+    for reports in terminalreporter.stats.values():
+        for report in reports:
             if getattr(report, "when", None) != "teardown":
                 continue
             for name, value in getattr(report, "user_properties", []):
                 if name == "figures":
-                    lines.append(f"{report.nodeid.split('::')[-1]} [{outcome}]: {value}")
+                    lines.append(f"{report.nodeid.split('::')[-1]}: {value}")
     if lines:
         terminalreporter.section("system tier: measured figures")
-        for line in lines:
+        for line in sorted(set(lines)):
             terminalreporter.write_line(line)

@@ -16,8 +16,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import redis
 from sqlalchemy import create_engine, func, select, text
 
 from tests.fixtures.stack import ROOT, Stack, wait_for
+from worker.errors import ValidationError
 from worker.ledger.db import Database
 from worker.ledger.models import Message
 
@@ -50,7 +53,9 @@ def require(ok: bool, message: str) -> None:
     pytest.skip(message)
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 15.0
+) -> None:
     """Signal a process's group (they are started in their own session); SIGKILL if it lingers."""
     if proc.poll() is not None:
         return
@@ -200,6 +205,12 @@ class PrivatePostgres:
         try:
             if self.running:
                 self.stop("immediate")
+        except AssertionError:
+            # pg_ctl could not stop it: end the postmaster (its pid heads postmaster.pid)
+            pidfile = self.data / "postmaster.pid"
+            if pidfile.exists():
+                with contextlib.suppress(ValueError, ProcessLookupError, IndexError):
+                    os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -246,3 +257,139 @@ def timed() -> Iterator[dict[str, float]]:
         yield out
     finally:
         out["seconds"] = time.monotonic() - start
+
+
+def wait_until_final(
+    db: Database, expected: dict[str, int], *, timeout: float, what: str
+) -> float:
+    """Wait until the ledger's counts by status are ``expected``; the seconds it took.
+
+    On time-out the failure names the scenario and shows the rows that are not there yet.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = count_by_status(db)
+        if counts == expected:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    with db.sessions() as session:
+        stuck = session.execute(
+            select(
+                Message.id, Message.status, Message.attempts, Message.ambiguous_attempts,
+                Message.next_attempt_at, Message.published_at, Message.claimed_at,
+                Message.last_error,
+            )
+            .where(Message.status.not_in(list(expected)))
+            .limit(8)
+        ).all()
+        if not stuck:
+            stuck = session.execute(
+                select(Message.id, Message.status, Message.attempts, Message.published_at,
+                       Message.next_attempt_at)
+                .where(Message.status != "sent")
+                .limit(8)
+            ).all()
+    raise AssertionError(
+        f"{what}: after {timeout:.0f} s the ledger holds {counts}, expected {expected}; "
+        f"e.g. {[tuple(r) for r in stuck]}"
+    )
+
+
+@dataclass
+class Enqueued:
+    at: float
+    latency: float
+    message_id: int | None
+    error: str | None = None
+    text: str = ""
+
+
+class Producers:
+    """Threads that enqueue one message each every ``every`` seconds, timing each call."""
+
+    def __init__(self, stack: Stack, threads: int, every: float, prefix: str = "0914") -> None:
+        self.stack = stack
+        self.prefix = prefix
+        self.every = every
+        self.results: list[Enqueued] = []
+        self.texts: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
+
+    def _run(self, n: int) -> None:
+        i = 0
+        while not self._stop.is_set() and i < 10_000:
+            text = f"outage test message {self.prefix}-{n}-{i:05d}"
+            t0 = time.monotonic()
+            try:
+                mid: int | None = self.stack.producer.enqueue_sms(
+                    f"{self.prefix}{n:02d}{i:04d}", text
+                )
+                error = None
+            except ValidationError:
+                raise
+            except Exception as exc:  # recorded: the test asserts there are none
+                mid, error = None, f"{type(exc).__name__}: {exc}"
+            latency = time.monotonic() - t0
+            with self._lock:
+                self.results.append(Enqueued(t0, latency, mid, error, text))
+                if mid is not None:
+                    self.texts[mid] = text
+            i += 1
+            self._stop.wait(max(0.0, self.every - latency))
+
+    def __enter__(self) -> Producers:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+class ErrorPageServer:
+    """What a reverse proxy answers when the service behind it is down: every request gets
+    an HTML error page with ``status``. Listens on a given port (the sandbox's, stopped)."""
+
+    def __init__(self, port: int, status: int = 502) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from worker.sandbox.server import render_error_page
+
+        body = render_error_page(status).encode()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                server.calls += 1
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer((HOST, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.calls = 0
+
+    def __enter__(self) -> ErrorPageServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

@@ -221,7 +221,7 @@ def mark_unpublished(session: Session, ids: list[int]) -> None:
     """Rows whose publish failed: the sweep publishes them once they are due."""
     session.execute(
         update(Message)
-        .where(Message.id.in_(ids))
+        .where(Message.id.in_(ids), Message.status.in_(SENDABLE))
         .values(published_at=None)
         .execution_options(synchronize_session=False)
     )
