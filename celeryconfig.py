@@ -90,8 +90,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "worker_hijack_root_logger": False,
         # task events feed Flower; the SQLite broker has no fanout, so only with Redis
-        "worker_send_task_events": is_redis(settings.broker_url),
-        "task_send_sent_event": is_redis(settings.broker_url),
+        "worker_send_task_events": settings.task_events and is_redis(settings.broker_url),
+        "task_send_sent_event": settings.task_events and is_redis(settings.broker_url),
         "worker_redirect_stdouts": False,
         "beat_schedule": beat_schedule(settings),
         "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",

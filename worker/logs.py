@@ -120,6 +120,10 @@ def make_formatter(settings: Settings) -> logging.Formatter:
 _FILTER = RedactFilter()
 
 
+#: Celery's loggers that write a line or two per task at INFO
+CELERY_PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+
+
 def configure_logging(
     settings: Settings, *, level: int | str | None = None, logfile: str | None = None
 ) -> None:
@@ -161,3 +165,8 @@ def configure_logging(
     logging.getLogger("fibosms").setLevel(wanted)
     # urllib3 logs request lines, query string (and so the password) included, at DEBUG
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Celery's "Task … received" / "… succeeded" lines repeat, per task, what the send path
+    # logs with the outcome; below DEBUG they only cost a worker's CPU
+    for name in CELERY_PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if wanted <= logging.DEBUG
+                                         else logging.WARNING)

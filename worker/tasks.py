@@ -5,6 +5,7 @@ Arguments are message ids only, so Flower and the broker never see a number or a
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,8 @@ from worker.sending import process_batch, process_message
 from worker.sweep import sweep
 from worker.watch.alerts import deliver_alerts
 from worker.watch.polls import poll_balance, poll_totals, reconcile_closed_day
+
+log = logging.getLogger("fibosms.tasks")
 
 
 def register(app: Celery) -> None:
@@ -58,6 +61,7 @@ def register(app: Celery) -> None:
         counts: dict[str, int] = {}
         for result in results.values():
             counts[result.value] = counts.get(result.value, 0) + 1
+        log.info("send_batch of %d messages: %s", len(message_ids), counts)
         return counts
 
     @app.task(name=SWEEP_TASK, bind=True)

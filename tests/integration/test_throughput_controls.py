@@ -105,7 +105,7 @@ def test_a_campaign_goes_out_in_batches_each_message_on_its_own_terms(
     assert by_phone["0912000001"] == ("sent", 1)
     assert len(sandbox.accepted()) == 199
     log = stack.logs[0].read_text()
-    assert "fibosms.send_batch" in log
+    assert "send_batch of 25 messages" in log
 
 
 def test_an_open_breaker_stops_calls_without_spending_attempts(
