@@ -178,6 +178,26 @@ def test_queue_depth_is_read_from_redis(make_stack: Callable[..., Stack], pg_url
     assert value(scraped, "fibosms_broker_up") == 1
     assert value(scraped, "fibosms_messages_in_flight", status="queued", queue="urgent",
                  last_code="none") == 3
+    assert value(scraped, "fibosms_breaker_open") == 0
+
+
+def test_the_circuit_breaker_shows_in_the_metrics(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    import redis as redis_lib
+
+    from worker.breaker import RedisBreaker
+
+    stack = make_stack(pg_url, redis_url)
+    breaker = RedisBreaker(redis_lib.Redis.from_url(redis_url), threshold=3, cooldown=30)
+    for _ in range(2):
+        breaker.failure()
+    scraped = samples(generate_latest(build_registry(stack.settings, stack.db)).decode())
+    assert value(scraped, "fibosms_breaker_consecutive_failures") == 2
+    assert value(scraped, "fibosms_breaker_open") == 0
+    breaker.failure()
+    scraped = samples(generate_latest(build_registry(stack.settings, stack.db)).decode())
+    assert value(scraped, "fibosms_breaker_open") == 1
 
 
 def test_an_unreachable_broker_reports_down(tmp_path: Path, sqlite_url: str) -> None:

@@ -17,6 +17,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from celeryconfig import QUEUES, is_redis
+from worker.breaker import FAILURES_KEY as BREAKER_FAILURES_KEY
+from worker.breaker import OPEN_KEY as BREAKER_OPEN_KEY
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.metrics")
@@ -71,7 +73,9 @@ class BrokerCollector(Collector):
                 for key in queue_keys(queue):
                     pipe.llen(key)
             pipe.hlen(UNACKED_KEY)
-            lengths = pipe.execute()
+            pipe.get(BREAKER_FAILURES_KEY)
+            pipe.pttl(BREAKER_OPEN_KEY)
+            *lengths, breaker_failures, breaker_open_ms = pipe.execute()
         except Exception as exc:
             up = 0.0
             log.warning("metrics: the broker cannot be read: %s", type(exc).__name__)
@@ -93,6 +97,20 @@ class BrokerCollector(Collector):
                     "Tasks delivered to a worker and not yet acknowledged (running, or "
                     "waiting out a countdown retry).",
                     value=unacked,
+                )
+            )
+            families.append(
+                GaugeMetricFamily(
+                    "fibosms_breaker_open",
+                    "1 while the circuit breaker stops gateway calls (shared in Redis).",
+                    value=1.0 if breaker_open_ms is not None and breaker_open_ms > 0 else 0.0,
+                )
+            )
+            families.append(
+                GaugeMetricFamily(
+                    "fibosms_breaker_consecutive_failures",
+                    "Consecutive transient gateway failures the breaker has counted.",
+                    value=float(breaker_failures or 0),
                 )
             )
         return families
