@@ -18,7 +18,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.gateway.redact import scrub
+from worker.gateway.redact import RewriteFilter, scrub
 from worker.rules.phone import mask_phone
 from worker.settings import Settings
 
@@ -51,18 +51,11 @@ def redact(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-class RedactFilter(logging.Filter):
+class RedactFilter(RewriteFilter):
     """Rewrites a record's formatted message with :func:`redact` before a handler writes it."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record must not break logging
-            return True
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
+    def rewrite(self, text: str) -> str:
+        return redact(text)
 
 
 class TextFormatter(logging.Formatter):

@@ -33,18 +33,25 @@ def scrub(text: str, *secrets: str) -> str:
     return text
 
 
-class ScrubFilter(logging.Filter):
-    """Rewrites a record's message with :func:`scrub` before any handler sees it."""
+class RewriteFilter(logging.Filter):
+    """Rewrites a record's formatted message with :meth:`rewrite` before a handler sees it."""
+
+    def rewrite(self, text: str) -> str:
+        return scrub(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # a malformed record must not break logging
             return True
-        cleaned = scrub(message)
+        cleaned = self.rewrite(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+class ScrubFilter(RewriteFilter):
+    """Masks the password in urllib3's records (:func:`scrub`)."""
 
 
 _FILTER = ScrubFilter()
