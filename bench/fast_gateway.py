@@ -48,6 +48,8 @@ from typing import Any, cast
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
+from bench.common import sliding_max
+
 #: width of one arrival bucket, seconds
 BUCKET_SECONDS = 0.01
 C_SEND, C_BALANCE, C_TOTALS, C_CONTROL, C_OTHER, C_CONNECTIONS = range(6)
@@ -162,17 +164,6 @@ class Shared:
         for i in range(len(self.first_last)):
             self.first_last[i] = 0.0
         ctypes.memset(ctypes.addressof(self.buckets), 0, ctypes.sizeof(self.buckets))
-
-
-def sliding_max(counts: Sequence[int], width: int) -> int:
-    if len(counts) <= width:
-        return sum(counts)
-    window = sum(counts[:width])
-    best = window
-    for i in range(width, len(counts)):
-        window += counts[i] - counts[i - width]
-        best = max(best, window)
-    return best
 
 
 class Handler:
