@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import Table, event, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -112,29 +112,46 @@ class Producer:
             key=lambda i: str(messages[i].idempotency_key),
         )
 
+        dialect = session.get_bind().dialect.name
         for chunk in _chunks(plain, BATCH_SIZE):
             rows = [messages[i].row(now) for i in chunk]
-            result = session.execute(
-                insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
-            )
-            for i, new_id in zip(chunk, result.scalars(), strict=True):
+            if dialect == "postgresql" and len(rows) > 1:
+                new_ids = _allocate_ids(session, len(rows))
+                for row, new_id in zip(rows, new_ids, strict=True):
+                    row["id"] = new_id
+                session.connection().execute(insert(_MESSAGES), rows)
+            else:
+                result = session.execute(
+                    insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+                )
+                new_ids = list(result.scalars())
+            for i, new_id in zip(chunk, new_ids, strict=True):
                 ids[i] = new_id
                 if messages[i].publish_now:
                     fresh.append((new_id, messages[i].queue))
 
-        dialect = session.get_bind().dialect.name
         for chunk in _chunks(keyed, BATCH_SIZE):
             by_key: dict[str, dict[str, Any]] = {}
             for i in chunk:
                 by_key.setdefault(str(messages[i].idempotency_key), messages[i].row(now))
-            stmt = _insert_ignoring_duplicates(dialect).returning(
-                Message.id, Message.idempotency_key
-            )
-            inserted = {
-                key: new_id for new_id, key in session.execute(stmt, list(by_key.values()))
-            }
-            existing = {
-                key: mid
+            if dialect == "postgresql":
+                for row, new_id in zip(
+                    by_key.values(), _allocate_ids(session, len(by_key)), strict=True
+                ):
+                    row["id"] = new_id
+                session.connection().execute(
+                    _insert_ignoring_duplicates(dialect), list(by_key.values())
+                )
+                inserted: dict[str, int] | None = None  # known once the existing ids are read
+            else:
+                stmt = _insert_ignoring_duplicates(dialect).returning(
+                    Message.id, Message.idempotency_key
+                )
+                inserted = {
+                    key: new_id for new_id, key in session.execute(stmt, list(by_key.values()))
+                }
+            existing: dict[str, int] = {
+                str(key): mid
                 for key, mid in session.execute(
                     select(Message.idempotency_key, Message.id).where(
                         Message.idempotency_key.in_(list(by_key))
@@ -144,6 +161,9 @@ class Producer:
             for i in chunk:
                 key = str(messages[i].idempotency_key)
                 ids[i] = existing[key]
+            if inserted is None:
+                # ours are the rows that got the id allocated for them
+                inserted = {k: mid for k, mid in existing.items() if by_key[k]["id"] == mid}
             for key, new_id in inserted.items():
                 row = by_key[key]
                 if row["published_at"] is not None:
@@ -184,9 +204,29 @@ class Producer:
         event.listen(session, "after_rollback", after_rollback)
 
 
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+
+
+def _allocate_ids(session: Session, count: int) -> list[int]:
+    """``count`` ids from the table's sequence (PostgreSQL), taken in one round trip.
+
+    The rows then go in as a plain executemany: psycopg parses one short INSERT once,
+    where a 1,000-row INSERT ... RETURNING costs it a parse of 17,000 placeholders.
+    """
+    return list(
+        session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('sms_messages', 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"count": count},
+        ).scalars()
+    )
+
+
 def _insert_ignoring_duplicates(dialect: str) -> Any:
     if dialect == "postgresql":
-        return postgresql.insert(Message).on_conflict_do_nothing(
+        return postgresql.insert(_MESSAGES).on_conflict_do_nothing(
             index_elements=["idempotency_key"]
         )
     if dialect == "sqlite":
