@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -98,12 +97,13 @@ def main() -> None:
 def balance(as_json: bool) -> None:
     """Ask the gateway for the account's balance (SMS left, or VND)."""
     from worker.gateway import FiboClient
+    from worker.watch.report import json_number
 
     s = settings()
     with FiboClient(s) as client:
         value = client.balance()
     emit(
-        {"client_no": s.client_no, "balance": _number(value), "api_url": redact_url(s.api_url)},
+        {"client_no": s.client_no, "balance": json_number(value), "api_url": redact_url(s.api_url)},
         as_json,
         lambda d: f"balance: {d['balance']}",
     )
@@ -124,11 +124,6 @@ def totals(as_json: bool) -> None:
         as_json,
         lambda d: f"success: {d['success']}  failed: {d['failed']}  pending: {d['pending']}",
     )
-
-
-def _number(value: Decimal) -> int | float:
-    """A JSON number: whole balances (messages, VND) as integers."""
-    return int(value) if value == value.to_integral_value() else float(value)
 
 
 # -- messages ----------------------------------------------------------------------------

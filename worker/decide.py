@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 
 from worker.backoff import compute_backoff
 from worker.codes import DUPLICATE_CONTENT, CodeClass, lookup
 from worker.errors import AccountError, AmbiguousError, FiboError, PermanentError
+from worker.ledger.claims import Transition
 from worker.ledger.models import Status
 from worker.settings import Settings
 
@@ -30,6 +32,19 @@ class Decision:
     ambiguous: bool = False
     #: the account itself was refused: every other message would fail the same way
     account_wide: bool = False
+
+    def transition(self, *, due: datetime | None, published_at: datetime | None) -> Transition:
+        """The row change that records this decision; ``due`` is the retry's due time."""
+        return Transition(
+            status=self.status,
+            code=self.code,
+            error=self.error,
+            next_attempt_at=due,
+            published_at=published_at,
+            ambiguous=self.ambiguous,
+            failure_class=self.failure_class,
+            meaning=self.meaning,
+        )
 
 
 def decide(

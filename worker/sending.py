@@ -26,7 +26,6 @@ from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
 from worker.ledger.claims import (
     ClaimedMessage,
-    Transition,
     claim_many,
     defer,
     expire_if_due,
@@ -299,16 +298,9 @@ def _record_one(
             give_back(session, msg.id, msg.attempt, now)
             return Result.PAUSED, None
         _alert_paused(session, msg, decision, now)
-    transition = Transition(
-        status=decision.status,
-        code=decision.code,
-        error=decision.error,
-        next_attempt_at=due,
-        # a countdown publish counts from the due time; a long wait is left to the sweep
-        published_at=due if countdown is not None else None,
-        ambiguous=decision.ambiguous,
-        failure_class=decision.failure_class,
-        meaning=decision.meaning,
+    # a countdown publish counts from the due time; a long wait is left to the sweep
+    transition = decision.transition(
+        due=due, published_at=due if countdown is not None else None
     )
     if not finish_attempt(session, msg.id, msg.attempt, transition, now):
         log.warning(

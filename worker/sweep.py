@@ -18,7 +18,7 @@ from sqlalchemy import or_, select, update
 
 from worker.decide import decide
 from worker.errors import AmbiguousError
-from worker.ledger.claims import Transition, finish_attempt, mark_unpublished
+from worker.ledger.claims import finish_attempt, mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.models import SENDABLE, Message, Status
 from worker.sending import Publishes, utcnow
@@ -85,16 +85,8 @@ def recover_stale(*, settings: Settings, db: Database, now: datetime) -> int:
             settings=settings,
         )
         due = now + timedelta(seconds=decision.delay or 0.0)
-        transition = Transition(
-            status=decision.status,
-            code=decision.code,
-            error=decision.error,
-            next_attempt_at=due,
-            published_at=None,  # the publish step below, or a later pass, sends it
-            ambiguous=True,
-            failure_class=decision.failure_class,
-            meaning=decision.meaning,
-        )
+        # published_at None: the publish step below, or a later pass, sends it
+        transition = decision.transition(due=due, published_at=None)
         with db.transaction() as session:
             if finish_attempt(session, row.id, row.attempts, transition, now):
                 recovered += 1

@@ -35,8 +35,8 @@ class Status(StrEnum):
 
 #: statuses a worker may claim
 SENDABLE = (Status.QUEUED.value, Status.RETRYING.value)
-#: statuses that will not change again (unless an operator replays a dead one)
-FINAL = (Status.SENT.value, Status.DEAD.value, Status.EXPIRED.value)
+#: statuses a message can still leave: accepted and not yet final
+IN_FLIGHT = (Status.QUEUED.value, Status.SENDING.value, Status.RETRYING.value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

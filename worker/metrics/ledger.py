@@ -33,7 +33,15 @@ from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES
 from worker.ledger.db import Database
-from worker.ledger.models import SENDABLE, BalancePoll, Failure, Message, Status, TotalsPoll
+from worker.ledger.models import (
+    IN_FLIGHT,
+    SENDABLE,
+    BalancePoll,
+    Failure,
+    Message,
+    Status,
+    TotalsPoll,
+)
 from worker.settings import Settings
 from worker.watch.account import current_pause
 from worker.watch.alerts import open_alerts
@@ -42,8 +50,6 @@ from worker.watch.reconcile import check_day
 
 log = logging.getLogger("fibosms.metrics")
 
-#: statuses a message can still leave (the backlog)
-IN_FLIGHT = (Status.QUEUED.value, Status.SENDING.value, Status.RETRYING.value)
 #: seconds: upper bounds of the enqueue-to-accepted histogram
 LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0)
 

@@ -14,11 +14,9 @@ from datetime import date, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import Failure, Message, Reconciliation, Status, TotalsPoll
+from worker.ledger.models import IN_FLIGHT, Failure, Message, Reconciliation, TotalsPoll
 from worker.watch.alerts import clear_alert, raise_alert
 from worker.watch.days import day_bounds
-
-IN_FLIGHT = (Status.QUEUED.value, Status.SENDING.value, Status.RETRYING.value)
 
 
 @dataclass(frozen=True)

@@ -44,13 +44,14 @@ def day_report(session: Session, day: date, *, tolerance: int) -> dict[str, Any]
         "difference": check.difference if check else None,
         "tolerance": tolerance,
         "mismatch": bool(check and check.mismatch),
-        "balance": _number(balance.balance) if balance else None,
+        "balance": json_number(balance.balance) if balance else None,
         "balance_polled_at": balance.polled_at.isoformat() if balance else None,
         "account": current_pause(session).as_dict(),
         "alerts": open_alerts(session),
     }
 
 
-def _number(value: Any) -> int | float:
+def json_number(value: Any) -> int | float:
+    """A balance as a JSON number: whole amounts (messages, VND) as integers."""
     as_float = float(value)
     return int(as_float) if as_float.is_integer() else as_float
