@@ -33,8 +33,13 @@ class Decision:
     #: the account itself was refused: every other message would fail the same way
     account_wide: bool = False
 
-    def transition(self, *, due: datetime | None, published_at: datetime | None) -> Transition:
-        """The row change that records this decision; ``due`` is the retry's due time."""
+    def transition(
+        self, *, due: datetime | None, published_at: datetime | None, guessed: bool = False
+    ) -> Transition:
+        """The row change that records this decision; ``due`` is the retry's due time.
+
+        ``guessed``: the outcome is the sweep's guess for a stalled attempt.
+        """
         return Transition(
             status=self.status,
             code=self.code,
@@ -44,6 +49,7 @@ class Decision:
             ambiguous=self.ambiguous,
             failure_class=self.failure_class,
             meaning=self.meaning,
+            guessed=guessed,
         )
 
 
@@ -58,8 +64,8 @@ def decide(
 ) -> Decision:
     """Map one attempt's outcome (a success code, or the error) to the row's next state.
 
-    ``attempts`` counts this attempt; ``prior_ambiguous`` the earlier attempts whose outcome
-    was unknown.
+    ``attempts`` counts this attempt within the retry budget (since the last replay);
+    ``prior_ambiguous`` the earlier attempts whose outcome was unknown.
     """
     if isinstance(outcome, int):
         return Decision(Status.SENT, code=outcome)

@@ -1,10 +1,15 @@
-"""A global rate limit: one token bucket for every worker, with a reserve for urgent messages.
+"""A global rate limit for every worker, with a head start for urgent messages.
 
-With a Redis broker the bucket lives in Redis and is taken atomically by a Lua script, so
-all workers on all machines share it; with the embedded default it is a bucket in this
-process. Urgent (otp) messages may take any token; the others leave ``reserve`` tokens in
-the bucket, so an OTP does not wait behind a campaign, while a campaign alone still uses
-the full rate (the reserve refills at the same rate it is not used).
+A token bucket kept as GCRA: one schedule time instead of a token count. With a Redis
+broker it lives in Redis and is taken atomically by a Lua script, so all workers on all
+machines share it; with the embedded default it lives in this process.
+
+``FIBOSMS_RATE_BURST`` (tokens, default 1) is how far calls may bunch up. At 1 calls are
+spaced one interval (1 / ``FIBOSMS_RATE_LIMIT``) apart, so no one-second window holds more
+than the limit; a burst of B lets up to B - 1 more through in some window. Non-urgent
+messages keep ``reserve`` of the burst free: with a burst of 1 that means they wait that
+fraction of an interval longer than an OTP, so a waiting OTP takes the next slot, and a
+cost that exceeds the burst is not refused but waits for an idle schedule.
 """
 
 from __future__ import annotations
@@ -17,34 +22,30 @@ import redis
 
 from worker.settings import Settings
 
-BUCKET_KEY = "fibosms:ratelimit:bucket"
+BUCKET_KEY = "fibosms:ratelimit:gcra"
 
-# KEYS[1] bucket; ARGV: rate (tokens/s), capacity, cost, floor (tokens to leave behind).
-# Returns 0 when the tokens were taken, or the milliseconds to wait before trying again.
+# GCRA (the generic cell rate algorithm): the bucket is one number, the theoretical arrival
+# time TAT (microseconds) at which the schedule is free again. A call of cost c is allowed
+# when TAT - now <= (capacity - c - floor) * interval, and moves TAT to max(TAT, now) +
+# c * interval. With a capacity of one token, calls are at least one interval apart, so no
+# one-second window, wherever it starts, holds more than the rate.
+# KEYS[1] the TAT; ARGV: interval (microseconds per token), capacity, cost, floor.
+# Returns 0 when the call may go, or the microseconds to wait before asking again.
 _TAKE = """
-local rate = tonumber(ARGV[1])
+local interval = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local floor = tonumber(ARGV[4])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(b[1])
-local ts = tonumber(b[2])
-if tokens == nil or ts == nil then
-  tokens = capacity
-  ts = now
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local allowance = (capacity - cost - floor) * interval
+if tat - now > allowance then
+  return math.ceil(tat - now - allowance)
 end
-tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
-local wait = 0
-if tokens - cost >= floor then
-  tokens = tokens - cost
-else
-  wait = math.ceil((cost + floor - tokens) * 1000 / rate)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 60000)
-return wait
+tat = math.max(tat, now) + cost * interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
+return 0
 """
 
 
@@ -59,71 +60,67 @@ class NoLimit:
         return True
 
 
-class _Bucket:
-    """The arithmetic both limiters share: rate, capacity and the urgent floor."""
+class _Schedule:
+    """The arithmetic both limiters share: the interval, the capacity, the urgent floor."""
 
     def __init__(self, rate: float, capacity: float, reserve: float) -> None:
         self.rate = rate
+        #: seconds one token stands for
+        self.interval = 1.0 / rate
         self.capacity = capacity
         self.reserve_tokens = capacity * reserve
 
     def floor(self, urgent: bool) -> float:
         return 0.0 if urgent else self.reserve_tokens
 
-    def check(self, cost: float, urgent: bool) -> None:
-        if cost > self.capacity - self.floor(urgent):
-            raise ValueError(
-                f"a cost of {cost} tokens can never fit a bucket of {self.capacity} "
-                "(raise FIBOSMS_RATE_BURST or lower the batch size)"
-            )
+    def wait(self, tat: float, now: float, cost: float, urgent: bool) -> float:
+        """Seconds until a call of ``cost`` may go, given the schedule's ``tat``; 0: now."""
+        allowance = (self.capacity - cost - self.floor(urgent)) * self.interval
+        return max(0.0, tat - now - allowance)
 
 
-class RedisRateLimiter(_Bucket):
+class RedisRateLimiter(_Schedule):
+    """One schedule in Redis for every worker on every machine."""
+
     def __init__(self, client: redis.Redis, rate: float, capacity: float, reserve: float) -> None:
         super().__init__(rate, capacity, reserve)
         self._client = client
         self._take = client.register_script(_TAKE)
 
     def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
-        self.check(cost, urgent)
         deadline = time.monotonic() + timeout
         while True:
-            wait_ms = int(
+            wait_us = int(
                 self._take(
                     keys=[BUCKET_KEY],
-                    args=[self.rate, self.capacity, cost, self.floor(urgent)],
+                    args=[self.interval * 1e6, self.capacity, cost, self.floor(urgent)],
                 )
             )
-            if wait_ms <= 0:
+            if wait_us <= 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(wait_ms / 1000, remaining))
+            time.sleep(min(wait_us / 1e6, remaining))
 
 
-class LocalRateLimiter(_Bucket):
-    """The same bucket within one process (the embedded default serves one worker)."""
+class LocalRateLimiter(_Schedule):
+    """The same schedule within one process (the embedded default serves one worker)."""
 
     def __init__(self, rate: float, capacity: float, reserve: float) -> None:
         super().__init__(rate, capacity, reserve)
-        self._tokens = capacity
-        self._ts = time.monotonic()
+        self._tat = time.monotonic()
         self._lock = threading.Lock()
 
     def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
-        self.check(cost, urgent)
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 now = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (now - self._ts) * self.rate)
-                self._ts = now
-                floor = self.floor(urgent)
-                if self._tokens - cost >= floor:
-                    self._tokens -= cost
+                wait = self.wait(self._tat, now, cost, urgent)
+                if wait <= 0:
+                    self._tat = max(self._tat, now) + cost * self.interval
                     return True
-                wait = (cost + floor - self._tokens) / self.rate
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

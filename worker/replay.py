@@ -1,15 +1,13 @@
-"""Replay dead letters: back to ``queued`` with a fresh attempt budget; history is kept."""
+"""Replay dead letters: back to ``queued`` with a fresh retry budget; history is kept."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-from sqlalchemy import select, update
-
+from worker.clock import now as utcnow
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
-from worker.ledger.models import Failure, Message, Status
+from worker.ledger.deadletters import open_failures_with_code, requeue_dead
 from worker.sending import Publishes
 
 
@@ -22,48 +20,16 @@ def replay(
     by: str = "cli",
 ) -> list[int]:
     """Requeue dead messages (by id, or every open failure with ``code``); returns the ids."""
-    now = datetime.now(UTC)
+    now = utcnow()
     with db.transaction() as session:
         targets = set(message_ids)
         if code is not None:
-            targets |= set(
-                session.scalars(
-                    select(Failure.message_id).where(
-                        Failure.code == code, Failure.replayed_at.is_(None)
-                    )
-                )
-            )
+            targets |= open_failures_with_code(session, code)
         if not targets:
             return []
-        requeued = [
-            (mid, queue)
-            for mid, queue in session.execute(
-                update(Message)
-                .where(Message.id.in_(sorted(targets)), Message.status == Status.DEAD.value)
-                .values(
-                    status=Status.QUEUED.value,
-                    attempts=0,
-                    ambiguous_attempts=0,
-                    next_attempt_at=now,
-                    published_at=now,
-                    claimed_at=None,
-                    last_error=None,
-                    updated_at=now,
-                )
-                .returning(Message.id, Message.queue)
-                .execution_options(synchronize_session=False)
-            )
-        ]
-        ids = [mid for mid, _ in requeued]
-        if ids:
-            session.execute(
-                update(Failure)
-                .where(Failure.message_id.in_(ids), Failure.replayed_at.is_(None))
-                .values(replayed_at=now, replayed_by=by[:64])
-                .execution_options(synchronize_session=False)
-            )
-    failed = publisher.publish(sorted(requeued))
+        requeued = requeue_dead(session, targets, now=now, by=by)
+    failed = publisher.publish(requeued)
     if failed:
         with db.transaction() as session:
             mark_unpublished(session, failed)
-    return sorted(ids)
+    return [mid for mid, _ in requeued]

@@ -2,18 +2,18 @@
 
 Plain Python: the Celery tasks only call :func:`process_message` (one message, the urgent
 and default queues) or :func:`process_batch` (many, the bulk queue: one claim statement,
-concurrent calls over the pooled connections, one transaction for the outcomes; each
-message keeps its own attempts, retry time and dead letter).
+concurrent calls over the pooled connections, each outcome recorded as its call ends;
+each message keeps its own attempts, retry time and dead letter).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from celeryconfig import COUNTDOWN_MAX_SECONDS
 from worker.breaker import Breaker, NoBreaker
+from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
@@ -30,6 +31,7 @@ from worker.ledger.claims import (
     defer,
     expire_if_due,
     finish_attempt,
+    finish_late,
     give_back,
     mark_unpublished,
 )
@@ -76,16 +78,17 @@ class Publishes(Protocol):
     ) -> list[int]: ...
 
 
+#: what one call ended with: a success code, the error, or None when no call was made
+Outcome = int | FiboError | None
+Attempted = tuple[ClaimedMessage, Outcome]
+
+
 @dataclass
 class Gate:
     """What stands between a claimed message and the gateway: the breaker and the limit."""
 
     breaker: Breaker = field(default_factory=NoBreaker)
     limiter: RateLimiter = field(default_factory=NoLimit)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def process_message(
@@ -100,14 +103,13 @@ def process_message(
 ) -> Result:
     """Send message ``message_id`` once if it is ours to send, and record what happened."""
     gate = gate or Gate()
+
+    def call(claimed: list[ClaimedMessage]) -> Iterator[list[Attempted]]:
+        yield [(m, _attempt(client, m, settings, gate)) for m in claimed]
+
     results = _run(
-        [message_id],
-        settings=settings,
-        db=db,
-        publisher=publisher,
-        gate=gate,
-        rng=rng,
-        call_all=lambda claimed: [_attempt(client, m, settings, gate) for m in claimed],
+        [message_id], settings=settings, db=db, publisher=publisher, gate=gate, rng=rng,
+        call=call,
     )
     return results.get(message_id, Result.SKIPPED)
 
@@ -123,12 +125,20 @@ def process_batch(
     gate: Gate | None = None,
     rng: random.Random | None = None,
 ) -> dict[int, Result]:
-    """Send many messages at once; the result of each id."""
+    """Send many messages at once; the result of each id.
+
+    Each outcome is recorded as soon as its call ends (those that end together share a
+    transaction), so no row waits in ``sending`` for the slowest call of its batch.
+    """
     gate = gate or Gate()
 
-    def call_all(claimed: list[ClaimedMessage]) -> list[int | FiboError | None]:
-        futures = [executor.submit(_attempt, client, m, settings, gate) for m in claimed]
-        return [f.result() for f in futures]
+    def call(claimed: list[ClaimedMessage]) -> Iterator[list[Attempted]]:
+        pending: dict[Future[Outcome], ClaimedMessage] = {
+            executor.submit(_attempt, client, m, settings, gate): m for m in claimed
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            yield [(pending.pop(f), f.result()) for f in done]
 
     return _run(
         list(dict.fromkeys(message_ids)),
@@ -137,7 +147,7 @@ def process_batch(
         publisher=publisher,
         gate=gate,
         rng=rng,
-        call_all=call_all,
+        call=call,
     )
 
 
@@ -149,42 +159,32 @@ def _run(
     publisher: Publishes,
     gate: Gate,
     rng: random.Random | None,
-    call_all: Callable[[list[ClaimedMessage]], list[int | FiboError | None]],
+    call: Callable[[list[ClaimedMessage]], Iterator[list[Attempted]]],
 ) -> dict[int, Result]:
     now = utcnow()
-    wait = gate.breaker.wait_seconds()
-    if wait > 0:
+    wait_seconds = gate.breaker.wait_seconds()
+    if wait_seconds > 0:
         with db.transaction() as session:
-            defer(session, ids, now + timedelta(seconds=wait), now)
+            defer(session, ids, now + timedelta(seconds=wait_seconds), now)
         return dict.fromkeys(ids, Result.DEFERRED)
 
     with db.transaction() as session:
         claimed = claim_many(session, ids, now)
         taken = {m.id for m in claimed}
         results = _unclaimed(session, [i for i in ids if i not in taken], now)
-    if not claimed:
-        return results
-
-    outcomes = call_all(claimed)
-    decided: list[tuple[ClaimedMessage, Decision | None]] = []
-    for msg, outcome in zip(claimed, outcomes, strict=True):
-        if outcome is None:  # no token in time: not attempted
-            decided.append((msg, None))
-            continue
-        decided.append(
-            (
-                msg,
-                decide(
-                    outcome,
-                    kind=msg.kind,
-                    attempts=msg.attempt,
-                    prior_ambiguous=msg.prior_ambiguous,
-                    settings=settings,
-                    rng=rng,
-                ),
-            )
-        )
-    results.update(_record(decided, db=db, publisher=publisher))
+    for attempted in call(claimed):
+        decided = [
+            (msg, None if outcome is None else decide(
+                outcome,
+                kind=msg.kind,
+                attempts=msg.budget_attempt,
+                prior_ambiguous=msg.prior_ambiguous,
+                settings=settings,
+                rng=rng,
+            ))
+            for msg, outcome in attempted
+        ]
+        results.update(_record(decided, db=db, publisher=publisher))
     return results
 
 
@@ -213,19 +213,30 @@ def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Res
     return results
 
 
-def _attempt(
-    client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate
-) -> int | FiboError | None:
-    """One gateway call: the success code, the error, or None when no token came in time."""
+def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate) -> Outcome:
+    """One gateway call: the success code, the error, or None when no call was made.
+
+    None (no token in time, or the limiter itself failed) gives the claim back uncounted:
+    an attempt that never reached the network is not ambiguous.
+    """
     cost = msg.segments if settings.rate_per_segment else 1
     timeout = min(TOKEN_WAIT_MAX_SECONDS, settings.sending_timeout_seconds / 2)
-    if not gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout):
+    try:
+        if not gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout):
+            return None
+    except Exception:
+        log.exception("rate limiter failed before the call; message %d given back", msg.id,
+                      extra={"message_id": msg.id})
         return None
     outcome = call_gateway(client, msg, settings)
-    if isinstance(outcome, (TransientError, AmbiguousError)):
-        gate.breaker.failure()
-    else:
-        gate.breaker.success()  # the gateway answered, even if it refused the message
+    try:
+        if isinstance(outcome, (TransientError, AmbiguousError)):
+            gate.breaker.failure()
+        else:
+            gate.breaker.success()  # the gateway answered, even if it refused the message
+    except Exception:
+        # the outcome is what matters now: losing it would turn a known answer into a guess
+        log.exception("circuit breaker failed to record a call")
     return outcome
 
 
@@ -261,7 +272,7 @@ def _record(
     with db.transaction() as session:
         for msg, decision in decided:
             if decision is None:
-                give_back(session, msg.id, msg.attempt, now)
+                give_back(session, msg.holder, now)
                 results[msg.id] = Result.DEFERRED
                 continue
             result, countdown = _record_one(session, msg, decision, now)
@@ -295,19 +306,27 @@ def _record_one(
             now=now,
         ):
             # another message paused the account first: this one waits, attempt not counted
-            give_back(session, msg.id, msg.attempt, now)
+            give_back(session, msg.holder, now)
             return Result.PAUSED, None
         _alert_paused(session, msg, decision, now)
     # a countdown publish counts from the due time; a long wait is left to the sweep
     transition = decision.transition(
         due=due, published_at=due if countdown is not None else None
     )
-    if not finish_attempt(session, msg.id, msg.attempt, transition, now):
+    if not finish_attempt(session, msg.holder, transition, now):
+        if decision.ambiguous or not finish_late(session, msg.holder, transition, now):
+            log.warning(
+                "claim lost: the row was recovered by the sweep during the call",
+                extra={"message_id": msg.id, "attempt": msg.attempt},
+            )
+            return Result.LOST_CLAIM, None
         log.warning(
-            "claim lost: the row was recovered by the sweep during the call",
+            "attempt %d of message %d answered after the sweep guessed its outcome; "
+            "the answer replaces the guess",
+            msg.attempt,
+            msg.id,
             extra={"message_id": msg.id, "attempt": msg.attempt},
         )
-        return Result.LOST_CLAIM, None
     log.info(
         "attempt %d of message %d to %s: %s%s",
         msg.attempt,

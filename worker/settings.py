@@ -369,11 +369,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         ),
         reconcile_tolerance=integer("FIBOSMS_RECONCILE_TOLERANCE", 0, minimum=0),
         rate_limit=rate_limit,
-        rate_burst=(
-            number("FIBOSMS_RATE_BURST", 1.0, minimum=1.0)
-            if get("FIBOSMS_RATE_BURST") is not None
-            else max(1.0, rate_limit or 1.0)
-        ),
+        # 1: calls one interval apart, so no one-second window holds more than the limit
+        rate_burst=number("FIBOSMS_RATE_BURST", 1.0, minimum=1.0),
         rate_per_segment=boolean("FIBOSMS_RATE_PER_SEGMENT", False),
         urgent_reserve=_fraction(get("FIBOSMS_URGENT_RESERVE"), "FIBOSMS_URGENT_RESERVE", 0.2),
         breaker_threshold=integer("FIBOSMS_BREAKER_THRESHOLD", 10, minimum=0),

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
-from worker.ledger.claims import Transition, claim, expire_if_due, finish_attempt
+from worker.ledger.claims import Holder, Transition, claim, expire_if_due, finish_attempt
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message, Status
 from worker.settings import Settings
@@ -91,9 +91,10 @@ def test_an_outcome_is_recorded_only_by_the_claim_holder(database: Database) -> 
         claimed = claim(s, mid, now())
     assert claimed is not None
     with database.transaction() as s:
-        assert not finish_attempt(s, mid, claimed.attempt + 1, Transition(Status.SENT, 200), now())
+        other = Holder(mid, claimed.claim + 1, claimed.attempt)
+        assert not finish_attempt(s, other, Transition(Status.SENT, 200), now())
     with database.transaction() as s:
-        assert finish_attempt(s, mid, claimed.attempt, Transition(Status.SENT, 200), now())
+        assert finish_attempt(s, claimed.holder, Transition(Status.SENT, 200), now())
     m = row(database, mid)
     assert (m.status, m.last_code) == ("sent", 200) and m.sent_at is not None
 
@@ -104,7 +105,7 @@ def test_dead_writes_its_failure_row_in_the_same_transaction(database: Database)
         claimed = claim(s, mid, now())
         assert claimed is not None
         finish_attempt(
-            s, mid, claimed.attempt,
+            s, claimed.holder,
             Transition(Status.DEAD, 7, "FIBO code 7: subscriber refuses messages",
                        failure_class="permanent", meaning="subscriber refuses messages"),
             now(),

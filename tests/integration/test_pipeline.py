@@ -174,6 +174,29 @@ def test_after_a_broker_flush_the_sweep_publishes_what_was_lost(
     assert len(sandbox.accepted()) == 30
 
 
+def test_a_broker_flush_is_noticed_and_the_next_sweep_publishes_at_once(
+    stack: Stack, sandbox: Any, redis_url: str
+) -> None:
+    from worker.brokerstate import RedisBrokerMarker
+
+    client = redis.Redis.from_url(redis_url)
+    marker = RedisBrokerMarker(client)
+    # Given a sweep that left its marker beside the queues, then 30 accepted messages
+    sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)
+    ids = [stack.producer.enqueue_sms(f"09124{i:05d}", f"m{i}") for i in range(30)]
+    # When the broker loses everything (a flush; a restart of a Redis that keeps nothing)
+    client.flushdb()
+    stack.start_worker()
+    # Then the very next pass notices, without waiting for the republish window
+    report = sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)
+    assert report.broker_lost == 30 and report.published == 30
+    wait_for(lambda: set(statuses(stack.db, ids).values()) == {"sent"}, timeout=30)
+    assert len(sandbox.accepted()) == 30
+    # and the marker is back: a pass after that publishes nothing again
+    again = sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)
+    assert (again.broker_lost, again.published) == (0, 0)
+
+
 def test_a_dead_letter_replayed_is_sent_and_keeps_its_history(stack: Stack, sandbox: Any) -> None:
     from worker.replay import replay
 
@@ -183,7 +206,8 @@ def test_a_dead_letter_replayed_is_sent_and_keeps_its_history(stack: Stack, sand
     assert final(stack, mid).status == "dead"
     assert replay(stack.db, stack.publisher, message_ids=[mid]) == [mid]
     m = final(stack, mid)
-    assert (m.status, m.attempts) == ("sent", 1)
+    # the row counts both calls that went out; the budget starts afresh from the replay
+    assert (m.status, m.attempts, m.attempts_at_replay, m.claims) == ("sent", 2, 1, 2)
     [f] = failures(stack, mid)
     assert f.code == 5 and f.replayed_at is not None
 

@@ -1,13 +1,17 @@
 """Conditional state changes on ``sms_messages``: the at-most-once guard.
 
-Every change names the state it expects (status, and for ``sending`` the attempt number),
-so a redelivered task, a second sweep or a worker that lost its claim changes nothing.
+Every change names the state it expects (status, and for ``sending`` the claim token), so
+a redelivered task, a second sweep or a worker that lost its claim changes nothing. The
+token is the row's ``claims`` counter: every claim raises it and nothing lowers it, so a
+worker that is still inside an old claim can never record onto a newer one (see
+``docs/architecture.md``, "States").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy.orm import Session
@@ -17,6 +21,18 @@ from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Statu
 #: seconds by which a task may arrive before its row is due and still claim it (clock skew
 #: between machines, countdown rounding)
 DUE_SLACK_SECONDS = 2.0
+#: ``sms_failures.replayed_by`` of a dead letter closed because the gateway's late, definite
+#: answer replaced the sweep's guess
+LATE_ANSWER = "late answer"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who records an outcome: the row, the claim token held, the attempt's number."""
+
+    message_id: int
+    claim: int
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -31,9 +47,17 @@ class ClaimedMessage:
     segments: int
     kind: str
     queue: str
-    #: this attempt's number (1-based); also the claim's token
+    #: the claim's token: only the holder of this number may record the outcome
+    claim: int
+    #: this attempt's number over the row's whole life (1-based)
     attempt: int
+    #: this attempt's number within the retry budget (counted from the last replay)
+    budget_attempt: int
     prior_ambiguous: int
+
+    @property
+    def holder(self) -> Holder:
+        return Holder(self.id, self.claim, self.attempt)
 
 
 # The hot path's statements, built once on the table (SQLAlchemy Core: no ORM bookkeeping,
@@ -55,6 +79,7 @@ _CLAIM = (
     .values(
         status=Status.SENDING.value,
         attempts=_M.c.attempts + 1,
+        claims=_M.c.claims + 1,
         claimed_at=_NOW,
         first_attempt_at=func.coalesce(_M.c.first_attempt_at, _NOW),
         updated_at=_NOW,
@@ -68,7 +93,9 @@ _CLAIM = (
         _M.c.segments,
         _M.c.kind,
         _M.c.queue,
+        _M.c.claims,
         _M.c.attempts,
+        _M.c.attempts_at_replay,
         _M.c.ambiguous_attempts,
     )
 )
@@ -76,7 +103,15 @@ _CLAIM = (
 _HOLDER = and_(
     _M.c.id == bindparam("mid"),
     _M.c.status == Status.SENDING.value,
-    _M.c.attempts == bindparam("attempt"),
+    _M.c.claims == bindparam("claim"),
+)
+#: a row whose claim ``claim`` stalled and was settled by the sweep's guess, not claimed
+#: again since: the one state a late definite answer may still change
+_GUESSED = and_(
+    _M.c.id == bindparam("mid"),
+    _M.c.status.in_((Status.RETRYING.value, Status.DEAD.value)),
+    _M.c.claims == bindparam("claim"),
+    _M.c.guessed_claim == bindparam("claim"),
 )
 _FINISH_COMMON = {
     "status": bindparam("new_status"),
@@ -85,23 +120,31 @@ _FINISH_COMMON = {
     "updated_at": _NOW,
     "claimed_at": None,
     "ambiguous_attempts": _M.c.ambiguous_attempts + bindparam("ambiguous"),
+    "guessed_claim": bindparam("guessed"),
 }
-_FINISH = (
-    update(_M)
-    .where(_HOLDER)
-    .values(
-        **_FINISH_COMMON,
-        sent_at=func.coalesce(bindparam("sent", type_=UTCDateTime()), _M.c.sent_at),
+_SENT_AT = func.coalesce(bindparam("sent", type_=UTCDateTime()), _M.c.sent_at)
+_DUE = bindparam("due", type_=UTCDateTime())
+_PUBLISHED = bindparam("published", type_=UTCDateTime())
+
+
+def _finish_statements(where: Any) -> tuple[Any, Any]:
+    """The two shapes of an outcome's UPDATE (final, or retry with its due time)."""
+    final = update(_M).where(where).values(**_FINISH_COMMON, sent_at=_SENT_AT)
+    retry = (
+        update(_M)
+        .where(where)
+        .values(**_FINISH_COMMON, next_attempt_at=_DUE, published_at=_PUBLISHED)
     )
-)
-_FINISH_RETRY = (
-    update(_M)
-    .where(_HOLDER)
-    .values(
-        **_FINISH_COMMON,
-        next_attempt_at=bindparam("due", type_=UTCDateTime()),
-        published_at=bindparam("published", type_=UTCDateTime()),
-    )
+    return final, retry
+
+
+_FINISH, _FINISH_RETRY = _finish_statements(_HOLDER)
+_LATE, _LATE_RETRY = _finish_statements(_GUESSED)
+#: failures a late answer supersedes: the dead letter the sweep's guess wrote
+_CLOSE_GUESSED_FAILURES = (
+    update(_FAILURES)
+    .where(_FAILURES.c.message_id == bindparam("mid"), _FAILURES.c.replayed_at.is_(None))
+    .values(replayed_at=_NOW, replayed_by=LATE_ANSWER)
 )
 
 
@@ -144,7 +187,9 @@ def claim_many(session: Session, ids: list[int], now: datetime) -> list[ClaimedM
             segments=row.segments,
             kind=row.kind,
             queue=row.queue,
+            claim=row.claims,
             attempt=row.attempts,
+            budget_attempt=row.attempts - row.attempts_at_replay,
             prior_ambiguous=row.ambiguous_attempts,
         )
         for row in rows
@@ -163,7 +208,7 @@ def defer(session: Session, ids: list[int], until: datetime, now: datetime) -> N
 
 @dataclass(frozen=True)
 class Transition:
-    """The next state of a row that is in ``sending`` at attempt ``attempt``."""
+    """The next state of a row that is in ``sending`` under claim ``claim``."""
 
     status: Status
     code: int | None = None
@@ -173,43 +218,62 @@ class Transition:
     ambiguous: bool = False
     failure_class: str | None = None
     meaning: str | None = None
+    #: the outcome is the sweep's guess for a stalled attempt, not the gateway's answer
+    guessed: bool = False
 
 
-def finish_attempt(
-    session: Session, message_id: int, attempt: int, t: Transition, now: datetime
-) -> bool:
+def finish_attempt(session: Session, holder: Holder, t: Transition, now: datetime) -> bool:
     """Record an attempt's outcome; False when the claim was lost (the sweep took it over).
 
     A dead letter's ``sms_failures`` row is written in the same transaction.
     """
+    return _finish(session, holder, t, now, late=False)
+
+
+def finish_late(session: Session, holder: Holder, t: Transition, now: datetime) -> bool:
+    """Record a definite outcome that came after the sweep guessed this claim's outcome.
+
+    It applies only while the row still rests on that guess (not claimed since); the
+    guess's ambiguous attempt is taken back and its dead letter, if any, closed as
+    superseded. False when the row has moved on.
+    """
+    assert not t.ambiguous and not t.guessed, "only a definite answer replaces a guess"
+    return _finish(session, holder, t, now, late=True)
+
+
+def _finish(session: Session, holder: Holder, t: Transition, now: datetime, *, late: bool) -> bool:
     params: dict[str, object] = {
-        "mid": message_id,
-        "attempt": attempt,
+        "mid": holder.message_id,
+        "claim": holder.claim,
         "new_status": t.status.value,
         "code": t.code,
         "error": t.error,
         "now": now,
-        "ambiguous": 1 if t.ambiguous else 0,
+        # a late answer takes back the ambiguous attempt the guess recorded
+        "ambiguous": -1 if late else (1 if t.ambiguous else 0),
+        "guessed": holder.claim if t.guessed else None,
     }
     if t.status is Status.RETRYING:
         assert t.next_attempt_at is not None
         params.update(due=t.next_attempt_at, published=t.published_at)
-        statement = _FINISH_RETRY
+        statement = _LATE_RETRY if late else _FINISH_RETRY
     else:
         params["sent"] = now if t.status is Status.SENT else None
-        statement = _FINISH
+        statement = _LATE if late else _FINISH
     conn = session.connection()
     if not conn.execute(statement, params).rowcount:
         return False
+    if late:
+        conn.execute(_CLOSE_GUESSED_FAILURES, {"mid": holder.message_id, "now": now})
     if t.status is Status.DEAD:
         conn.execute(
             insert(_FAILURES),
             {
-                "message_id": message_id,
+                "message_id": holder.message_id,
                 "code": t.code,
                 "meaning": t.meaning or (t.error or "dead"),
                 "class": t.failure_class or "permanent",
-                "attempts": attempt,
+                "attempts": holder.attempt,
                 "last_error": t.error,
                 "failed_at": now,
             },
@@ -227,18 +291,21 @@ def mark_unpublished(session: Session, ids: list[int]) -> None:
     )
 
 
-def give_back(session: Session, message_id: int, attempt: int, now: datetime) -> bool:
-    """Undo a claim without counting the attempt: the account was paused meanwhile."""
+def give_back(session: Session, holder: Holder, now: datetime) -> bool:
+    """Undo a claim that made no call, without counting the attempt.
+
+    The token stays spent (``claims`` is not lowered): only ``attempts`` goes back.
+    """
     result = session.execute(
         update(Message)
         .where(
-            Message.id == message_id,
+            Message.id == holder.message_id,
             Message.status == Status.SENDING.value,
-            Message.attempts == attempt,
+            Message.claims == holder.claim,
         )
         .values(
-            status=Status.RETRYING.value if attempt > 1 else Status.QUEUED.value,
-            attempts=attempt - 1,
+            status=Status.RETRYING.value if holder.attempt > 1 else Status.QUEUED.value,
+            attempts=holder.attempt - 1,
             claimed_at=None,
             next_attempt_at=now,
             published_at=None,

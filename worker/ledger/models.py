@@ -86,6 +86,14 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: attempts whose outcome is unknown (timeout or cut after the request left)
     ambiguous_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: every claim of the row, ever: the token a worker holds while it calls the gateway.
+    #: Only a claim raises it and nothing lowers it, so a token never comes back.
+    claims: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``attempts`` when the message was last replayed: the retry budget counts from here
+    attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
+    #: the claim whose outcome the sweep guessed (it stalled in ``sending``); a definite
+    #: answer that arrives late for that claim replaces the guess
+    guessed_claim: Mapped[int | None] = mapped_column(Integer)
     last_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     #: when the message may next be sent (its due time while queued or retrying)
