@@ -8,8 +8,9 @@ LOCK     := requirements.lock
 DEV_LOCK := requirements-dev.lock
 # `make lock` only: the resolver that writes them (pip installs from them)
 UV_VERSION ?= 0.13.9
-LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
-	--generate-hashes --custom-compile-command 'make lock' --quiet
+# one resolution for every platform and Python >= 3.11 (markers where they differ)
+LOCK_TARGET := --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' --quiet
 
 .PHONY: run test lint typecheck unit integration system sandbox migrate clean help lock lock-upgrade
 

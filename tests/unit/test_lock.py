@@ -18,7 +18,7 @@ LOCK = ROOT / "requirements.lock"
 DEV_LOCK = ROOT / "requirements-dev.lock"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
-#: the platform the locks are resolved for (Makefile: LOCK_TARGET)
+#: the platform CI and the image run on (the locks cover every platform, with markers)
 TARGET = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.0",
           "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
           "platform_machine": "x86_64", "implementation_name": "cpython",
