@@ -3,19 +3,47 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# the pinned dependency sets, with hashes: what CI, the image and every checkout install
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# `make lock` only: the resolver that writes them (pip installs from them)
+UV_VERSION ?= 0.13.9
+# one resolution for every platform and Python >= 3.11 (markers where they differ)
+LOCK_TARGET := --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' --quiet
 
-.PHONY: run test lint typecheck unit integration system sandbox migrate clean help
+.PHONY: run test lint typecheck unit integration system sandbox migrate clean help lock lock-upgrade
 
 help:
 	@echo "make run    - the whole local stack (SQLite + sandbox gateway, worker, beat)"
 	@echo "make test   - ruff, mypy and the whole test suite (what CI runs)"
 	@echo "make unit | integration | lint | typecheck | sandbox | migrate | clean"
+	@echo "make lock   - refresh the lock files after a change to pyproject.toml's dependencies"
+	@echo "make lock-upgrade - the same, moving every pin to the newest allowed version"
 
-$(STAMP): pyproject.toml
+# dependencies exactly as locked (hashes checked), then the project itself on top without
+# resolving anything; pip check fails if pyproject.toml asks for something the lock lacks
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check || { echo "the lock is behind pyproject.toml: run make lock"; exit 1; }
 	touch $(STAMP)
+
+# the dev lock (runtime + dev + bench) is resolved first; the runtime lock (deploy/Dockerfile)
+# is then held to the same versions, so the image runs what the tests ran. Existing pins are
+# kept unless pyproject.toml no longer allows them: lock-upgrade moves them.
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench $(LOCK_TARGET) $(UPGRADE) -o $(DEV_LOCK)
+	$(BIN)/uv pip compile pyproject.toml --constraint $(DEV_LOCK) $(LOCK_TARGET) -o $(LOCK)
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 migrate: $(STAMP)
 	$(BIN)/fibosms db upgrade

@@ -1,6 +1,6 @@
 """FIBO's result codes as data: the one table the whole project classifies by.
 
-Source: the provider's document (``shared/seed``) and ``fibo-api.md``. Codes 2, 13, 27
+Source: the provider's document, as ``docs/api.md`` ("Result codes") reads it. Codes 2, 13, 27
 transient and 3, 7, 10, 14 permanent are the product owner's; the other classes are this
 project's defaults. A code that is not in the table is permanent.
 """

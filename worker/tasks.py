@@ -34,7 +34,7 @@ def register(app: Celery) -> None:
 
     @app.task(name=SEND_TASK, bind=True)
     def send_sms(self: Task, message_id: int) -> str:
-        """Send one message from the ledger (at most one accepted send; see DESIGN.md)."""
+        """Send one message from the ledger (at most one accepted send; docs/architecture.md)."""
         rt = get_runtime(self.app)
         return process_message(
             int(message_id),

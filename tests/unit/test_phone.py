@@ -31,7 +31,7 @@ DOCUMENTED_PREFIXES = (
     | {"090", "091", "092", "093", "094", "096", "097", "098", "099"}
 )
 
-#: fibo-api.md, "Phone numbers", copied row by row
+#: docs/api.md, "Phone numbers", copied row by row
 DOCUMENTED_OLD_PREFIXES = {
     "0162": "032", "0163": "033", "0164": "034", "0165": "035", "0166": "036",
     "0167": "037", "0168": "038", "0169": "039",

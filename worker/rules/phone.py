@@ -48,7 +48,7 @@ MOBILE_PREFIXES: Final[Mapping[str, str]] = MappingProxyType(
      for prefix in prefixes}
 )
 
-#: The 2018 move from 11 to 10 digits (fibo-api.md, "Phone numbers"): old 4-digit prefix →
+#: The 2018 move from 11 to 10 digits (docs/api.md, "Phone numbers"): old 4-digit prefix →
 #: new 3-digit prefix; the 7 subscriber digits stay.
 OLD_TO_NEW_PREFIX: Final[Mapping[str, str]] = MappingProxyType({
     # Viettel
