@@ -250,7 +250,7 @@ def carrier_of(number: str) -> str:
     """The operator libphonenumber names for a mobile number's range (``"Viettel"``).
 
     ``""`` when it names none. This is the range's operator: a number ported to another
-    network (possible since 2021) keeps its prefix. Raises :class:`ValidationError` like
+    network keeps its prefix. Raises :class:`ValidationError` like
     :func:`normalize_phone`. Not for the hot path: the carrier data loads on first use.
     """
     from phonenumbers import carrier  # here: the carrier data is only for this
