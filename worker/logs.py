@@ -28,7 +28,7 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: +84 912 345 678, 0912.345.678, the old 11-digit 016x…; not one already masked
 _PHONE = re.compile(
     r"(?<![\w*+])(?:\(?\+84\)?[ .-]?|0084[ .-]?|84[ .-]?|0)"  # +84, 0084, 84 or 0
-    r"(?:1\d|[35789])\d(?:[ .-]?\d){7}(?![\w*])"  # 9 digits (10 for the old 01x numbers)
+    r"(?:1\d?|[35789])\d(?:[ .-]?\d){7}(?![\w*])"  # 9 digits; 01x: 9 or the old 10
 )
 #: ``scheme://user:secret@host`` and ``password=secret`` (a DSN, a query string)
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")

@@ -122,3 +122,19 @@ def test_a_foreign_root_handler_is_kept_and_gets_the_safety_net(
     assert clean_root.handlers == [foreign]
     logging.getLogger("some.library").warning("url https://x/?clientPass=Sec-ret9 to 0912345678")
     assert stream.getvalue().strip() == "url https://x/?clientPass=*** to 0912***678"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("to 0121012345 now", "to 0121***345 now"),
+        ("to 0140123456", "to 0140***456"),
+        ("to +84 160 123 456", "to 0160***456"),
+        ("to 84301234567", "to 0301***567"),
+    ],
+)
+def test_the_ten_digit_numbers_under_01_that_libphonenumber_lists_are_masked(
+    raw: str, shown: str
+) -> None:
+    # 0121[0-3], 0140 and 0160 are mobile ranges of 10 digits, beside the old 11-digit 01xx
+    assert redact(raw) == shown
