@@ -27,7 +27,7 @@ def fibosms(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
+        [sys.executable, "-m", "fibosms.cli", *args],
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
@@ -105,7 +105,7 @@ def test_the_sandbox_and_balance_agree_out_of_the_box(tmp_path: Path) -> None:
     env = {k: v for k, v in {**os.environ, **env}.items()
            if not k.startswith("FIBOSMS_") or k in env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producer.cli", "sandbox", "--balance", "77"],
+        [sys.executable, "-m", "fibosms.cli", "sandbox", "--balance", "77"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
