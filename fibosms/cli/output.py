@@ -91,6 +91,10 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
     broker = _broker_error(exc)
     if broker is not None:
         return broker, EXIT_FAILED
+    alembic_exc = sys.modules.get("alembic.util.exc")
+    if alembic_exc is not None and isinstance(exc, alembic_exc.CommandError):
+        # an unknown --revision, or a database at a revision this code does not know
+        return f"migrations: {exc}", EXIT_FAILED
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}", EXIT_FAILED
     return None

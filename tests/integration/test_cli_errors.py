@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -218,3 +219,20 @@ def test_a_time_beyond_what_the_ledger_holds_is_refused_naming_the_field(
         producer.enqueue_sms(PHONE, TEXT, **{field: when})
     assert refused.value.field == field
     assert "between 1970-01-01 and 9998-12-31 UTC" in str(refused.value)
+
+
+def test_db_upgrade_to_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
+    # Given a ledger some other version migrated to a revision this code does not know
+    path = tmp_path / "ledger.db"
+    env = {"FIBOSMS_DATA_DIR": str(tmp_path), "FIBOSMS_ENV_FILE": str(tmp_path / "none"),
+           "FIBOSMS_DATABASE_URL": f"sqlite:///{path}"}
+    assert fibosms("db", "upgrade", env=env).returncode == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    conn.close()
+    # When db upgrade runs, or is asked for a revision that does not exist
+    unknown_in_db = fibosms("db", "upgrade", env=env)
+    unknown_asked = fibosms("db", "upgrade", "--revision", "nonsense", env=env)
+    # Then each is one line naming the revision
+    assert "'9999'" in assert_one_line_error(unknown_in_db, 1)
+    assert "'nonsense'" in assert_one_line_error(unknown_asked, 1)
