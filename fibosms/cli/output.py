@@ -96,7 +96,8 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
         # an unknown --revision, or a database at a revision this code does not know
         return f"migrations: {exc}", EXIT_FAILED
     if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {exc.strerror or exc}", EXIT_FAILED
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{type(exc).__name__}: {exc.strerror or exc}{where}", EXIT_FAILED
     return None
 
 

@@ -236,3 +236,14 @@ def test_db_upgrade_to_an_unknown_revision_is_one_line(tmp_path: Path) -> None:
     # Then each is one line naming the revision
     assert "'9999'" in assert_one_line_error(unknown_in_db, 1)
     assert "'nonsense'" in assert_one_line_error(unknown_asked, 1)
+
+
+def test_a_sqlite_file_that_cannot_be_created_is_one_line_naming_the_place(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the ledger's directory should be")
+    env = {"FIBOSMS_DATA_DIR": str(tmp_path), "FIBOSMS_ENV_FILE": str(tmp_path / "none"),
+           "FIBOSMS_DATABASE_URL": f"sqlite:///{blocker}/ledger.db"}
+    line = assert_one_line_error(fibosms("status", "1", env=env), 1)
+    assert str(blocker) in line
