@@ -16,6 +16,7 @@ from fibosms.cli.output import (
     settings,
 )
 from fibosms.cli.params import MESSAGE_ID
+from worker.kinds import Kind
 
 
 @click.command()
@@ -24,8 +25,8 @@ from fibosms.cli.params import MESSAGE_ID
 @click.option("--sender", help="Brand name (default: FIBOSMS_SENDER_NAME).")
 @click.option(
     "--kind",
-    type=click.Choice(["otp", "transactional", "marketing"]),
-    default="transactional",
+    type=click.Choice([kind.value for kind in Kind]),
+    default=Kind.TRANSACTIONAL.value,
     show_default=True,
     help="Sets the queue: otp → urgent, transactional → default, marketing → bulk.",
 )
