@@ -126,8 +126,9 @@ def _broker_error(exc: BaseException) -> str | None:
     if kombu_exc is None or not isinstance(exc, kombu_exc.OperationalError):
         return None
     s = _cached_settings()
-    where = f" at {redact_url(s.broker_url)}" if s is not None else ""
-    return f"cannot reach the broker{where}: {exc}"
+    url = s.broker_url if s is not None else None
+    where = f" at {redact_url(url)}" if url else ""
+    return f"cannot reach the broker{where}: {_scrub(str(exc), url)}"
 
 
 def _scrub(text: str, url: str | None) -> str:
