@@ -5,7 +5,8 @@ Exit codes: 0 done; 1 the gateway, the database, the broker or the pipeline refu
 failed; 2 bad usage or a message refused at the door; 3 a bad setting; 4 not found.
 
 Nothing here imports SQLAlchemy, Celery or kombu: their errors are recognised only when the
-command that failed had already imported them, so ``fibosms --help`` stays fast.
+command that failed had already imported them; the settings module is imported when a
+command reads the settings. So ``fibosms --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from worker.errors import FiboError, ValidationError
-from worker.settings import Settings, SettingsError, redact_url
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +80,8 @@ def handled(fn: F) -> F:
 
 def describe(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit code for an error a user can cause, else None."""
+    from worker.settings import SettingsError
+
     if isinstance(exc, SettingsError):
         return f"bad setting: {exc}", EXIT_CONFIG
     if isinstance(exc, ValidationError):
@@ -115,7 +120,7 @@ def _database_error(exc: BaseException) -> str | None:
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
         exc.connection_invalidated
     ):
-        where = f" at {redact_url(url)}" if url else ""
+        where = f" at {_redact(url)}" if url else ""
         return f"cannot reach the database{where}: {_scrub(detail, url)}"
     # the driver's first line only: its DETAIL lines may quote a row's values
     return f"database: {type(orig).__name__}: {_scrub(detail, url)}"
@@ -127,8 +132,14 @@ def _broker_error(exc: BaseException) -> str | None:
         return None
     s = _cached_settings()
     url = s.broker_url if s is not None else None
-    where = f" at {redact_url(url)}" if url else ""
+    where = f" at {_redact(url)}" if url else ""
     return f"cannot reach the broker{where}: {_scrub(str(exc), url)}"
+
+
+def _redact(url: str) -> str:
+    from worker.settings import redact_url
+
+    return redact_url(url)
 
 
 def _scrub(text: str, url: str | None) -> str:
@@ -147,8 +158,8 @@ def _cached_settings() -> Settings | None:
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return None
-    cached = ctx.find_root().meta.get(_SETTINGS_KEY)
-    return cached if isinstance(cached, Settings) else None
+    cached: Settings | None = ctx.find_root().meta.get(_SETTINGS_KEY)
+    return cached
 
 
 def _database_url() -> str | None:
@@ -161,6 +172,8 @@ def settings() -> Settings:
     ctx = click.get_current_context()
     cached = ctx.find_root().meta.get(_SETTINGS_KEY)
     if cached is None:
+        from worker.settings import Settings, SettingsError
+
         try:
             cached = Settings.from_env()
         except UnicodeDecodeError:
