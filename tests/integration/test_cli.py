@@ -186,3 +186,16 @@ def test_report_prints_the_day_as_one_json_document(
     assert_one_line_error(bad, 2)
     resumed = fibosms("resume", "--json", env=stack.env)
     assert json.loads(resumed.stdout) == {"resumed": False, "published": 0}
+
+
+def test_the_console_script_is_the_fibosms_package(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="fibosms")
+    assert script.value == "fibosms.cli.main:main"
+    installed = Path(sys.executable).parent / "fibosms"
+    result = subprocess.run(
+        [str(installed), "--help"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FIBOSMS_DATA_DIR": str(tmp_path)}, check=False,
+    )
+    assert result.returncode == 0 and "Usage: fibosms" in result.stdout, result.stderr
