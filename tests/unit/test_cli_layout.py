@@ -62,3 +62,12 @@ def test_the_command_line_loads_without_the_heavy_libraries() -> None:
 def test_producer_no_longer_holds_the_command_line() -> None:
     producer = CLI.parents[1] / "producer"
     assert not {"cli.py", "cli_ops.py", "devstack.py"} & {p.name for p in producer.iterdir()}
+
+
+def test_the_image_ships_every_package_the_console_script_needs() -> None:
+    deploy = CLI.parents[1] / "deploy"
+    dockerfile = (deploy / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    ignore = (deploy / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+    for package in ("fibosms", "producer", "worker"):
+        assert f"COPY {package} ./{package}" in dockerfile, package
+        assert f"!{package}/**" in ignore, package
