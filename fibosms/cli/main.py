@@ -31,6 +31,8 @@ class FibosmsGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        # the command never ran, so its --json flag was never parsed: look for it
+        as_json = "--json" in (sys.argv[1:] if args is None else args)
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -40,9 +42,9 @@ class FibosmsGroup(click.Group):
             hint = ""
             if exc.ctx is not None:
                 hint = f" (see `{exc.ctx.command_path} --help`)"
-            fail(f"{exc.format_message()}{hint}", exc.exit_code or EXIT_USAGE)
+            fail(f"{exc.format_message()}{hint}", exc.exit_code or EXIT_USAGE, as_json)
         except click.ClickException as exc:
-            fail(exc.format_message(), exc.exit_code)
+            fail(exc.format_message(), exc.exit_code, as_json)
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)

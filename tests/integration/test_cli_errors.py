@@ -4,6 +4,7 @@ no phone number, no message text."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -200,6 +201,9 @@ def test_a_usage_error_is_one_line_that_points_at_help(tmp_path: Path) -> None:
     env = {"FIBOSMS_DATA_DIR": str(tmp_path), "FIBOSMS_ENV_FILE": str(tmp_path / "none")}
     line = assert_one_line_error(fibosms("status", "--bogus", env=env), 2)
     assert "--bogus" in line and "fibosms status --help" in line
+    as_json = fibosms("status", "0", "--json", env=env)
+    assert_one_line_error(as_json, 2)
+    assert json.loads(as_json.stdout)["exit_code"] == 2
 
 
 @pytest.mark.parametrize(
