@@ -433,7 +433,7 @@ class Harness:
 
     # -- processes ----------------------------------------------------------------------------
 
-    def start_worker(self, name: str, *, concurrency: int, module: str = "producer.cli",
+    def start_worker(self, name: str, *, concurrency: int, module: str = "fibosms.cli",
                      queues: str | None = None, env: dict[str, str] | None = None,
                      wait: bool = True) -> Worker:
         o = self.opts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celeryconfig import QUEUE_BY_KIND
@@ -15,6 +15,10 @@ from worker.settings import KINDS, Settings
 
 MAX_KEY_LENGTH = 200
 MAX_SENDER_LENGTH = 64
+#: the times a send_at / expires_at may name: the ledger stores them, and the pipeline adds
+#: delays and days to them, without leaving what a datetime can hold
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 #: the keyword options a message may carry, beside phone and text
 OPTIONS = frozenset(
@@ -144,6 +148,14 @@ def _when(field: str, value: Any) -> datetime | None:
         raise ValidationError(field, "must be a datetime")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, "must be timezone-aware (a naive time is ambiguous)")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+        raise ValidationError(
+            field, f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} UTC"
+        )
     return value
 
 

@@ -27,7 +27,7 @@ def fibosms(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
+        [sys.executable, "-m", "fibosms.cli", *args],
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
@@ -105,7 +105,7 @@ def test_the_sandbox_and_balance_agree_out_of_the_box(tmp_path: Path) -> None:
     env = {k: v for k, v in {**os.environ, **env}.items()
            if not k.startswith("FIBOSMS_") or k in env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producer.cli", "sandbox", "--balance", "77"],
+        [sys.executable, "-m", "fibosms.cli", "sandbox", "--balance", "77"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -186,3 +186,16 @@ def test_report_prints_the_day_as_one_json_document(
     assert_one_line_error(bad, 2)
     resumed = fibosms("resume", "--json", env=stack.env)
     assert json.loads(resumed.stdout) == {"resumed": False, "published": 0}
+
+
+def test_the_console_script_is_the_fibosms_package(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="fibosms")
+    assert script.value == "fibosms.cli.main:main"
+    installed = Path(sys.executable).parent / "fibosms"
+    result = subprocess.run(
+        [str(installed), "--help"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "FIBOSMS_DATA_DIR": str(tmp_path)}, check=False,
+    )
+    assert result.returncode == 0 and "Usage: fibosms" in result.stdout, result.stderr

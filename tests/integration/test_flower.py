@@ -65,7 +65,7 @@ def start_flower(tmp_path: Path) -> Iterator[Callable[..., FlowerProcess]]:
             args = [sys.executable, "-m", "celery", "-A", "worker", "flower",
                     f"--port={port}", "--address=127.0.0.1"]
         else:  # Flower's options pass through, in either spelling
-            args = [sys.executable, "-m", "producer.cli", "flower",
+            args = [sys.executable, "-m", "fibosms.cli", "flower",
                     "--port", str(port), "--address=127.0.0.1"]
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -172,7 +172,7 @@ def test_flower_asks_for_credentials_and_shows_tasks_by_name_without_numbers_tex
 def test_fibosms_flower_refuses_to_start_without_credentials(stack: Stack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
     done = subprocess.run(
-        [sys.executable, "-m", "producer.cli", "flower", f"--port={free_port()}"],
+        [sys.executable, "-m", "fibosms.cli", "flower", f"--port={free_port()}"],
         cwd=ROOT, env={**env, **stack.env}, capture_output=True, text=True, timeout=30,
     )
     assert done.returncode == 3, done
@@ -206,7 +206,7 @@ def test_fibosms_flower_unauthenticated_is_an_explicit_choice(
     log = tmp_path / "open-flower.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "flower", "--unauthenticated",
+            [sys.executable, "-m", "fibosms.cli", "flower", "--unauthenticated",
              f"--port={port}", "--address=127.0.0.1"],
             cwd=ROOT, env={**env, **stack.env}, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,

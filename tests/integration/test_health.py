@@ -20,7 +20,7 @@ REDIS_PASSWORD = "Redis-Secret-5599"
 
 def health(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
     done = subprocess.run(
-        [sys.executable, "-m", "producer.cli", "health", "--json", *args],
+        [sys.executable, "-m", "fibosms.cli", "health", "--json", *args],
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
     )
     return done.returncode, json.loads(done.stdout), done.stdout + done.stderr
@@ -78,7 +78,7 @@ def test_a_refused_password_fails_the_gateway_check_without_showing_it(
 
 def test_an_unknown_check_is_a_usage_error(stack_env: dict[str, str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "producer.cli", "health", "--check", "broker,dns"],
+        [sys.executable, "-m", "fibosms.cli", "health", "--check", "broker,dns"],
         cwd=ROOT, env={**os.environ, **stack_env}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2

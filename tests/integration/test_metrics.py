@@ -220,7 +220,7 @@ def test_fibosms_metrics_serves_prometheus_text_until_terminated(
     log = tmp_path / "metrics.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "metrics", "--port", "0"],
+            [sys.executable, "-m", "fibosms.cli", "metrics", "--port", "0"],
             cwd=ROOT, env={**os.environ, **stack.env}, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

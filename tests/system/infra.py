@@ -224,7 +224,7 @@ def start_beat(stack: Stack, name: str = "beat") -> tuple[subprocess.Popen[bytes
     env = {**os.environ, **stack.env}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "producer.cli", "beat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "fibosms.cli", "beat", "--loglevel", "INFO"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -104,7 +104,7 @@ def test_the_password_leaks_nowhere_and_numbers_stay_in_the_recipient_column(
         for args in (["status", str(ids[1]), "--json"], ["failures", "list", "--json"],
                      ["settings", "--json"], ["status", str(ids[4])]):
             done = subprocess.run(
-                [sys.executable, "-m", "producer.cli", *args], cwd=ROOT, env=env,
+                [sys.executable, "-m", "fibosms.cli", *args], cwd=ROOT, env=env,
                 capture_output=True, text=True, timeout=60, check=False,
             )
             places[f"fibosms {' '.join(args)}"] = done.stdout + done.stderr

@@ -17,7 +17,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine fit for several worker threads writing at once, on SQLite or PostgreSQL."""
+    """An engine fit for several worker threads writing at once, on SQLite or PostgreSQL.
+
+    Its errors never render the bound parameters: those hold phone numbers and texts.
+    """
+    kwargs["hide_parameters"] = True
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

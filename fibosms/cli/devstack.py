@@ -27,7 +27,7 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def _fibosms(*args: str) -> list[str]:
-    return [sys.executable, "-m", "producer.cli", *args]
+    return [sys.executable, "-m", "fibosms.cli", *args]
 
 
 def run_dev_stack(settings: Settings, *, concurrency: int = 4) -> int:

@@ -1,0 +1,1 @@
+"""The ``fibosms`` command line: ``main`` (in :mod:`fibosms.cli.main`) is the entry point."""
