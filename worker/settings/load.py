@@ -36,6 +36,7 @@ from worker.settings.model import (
     Settings,
     declared,
     env_names,
+    number_text,
     redact_url,
 )
 
@@ -265,7 +266,7 @@ def expectation(d: Declared) -> str:
     """What a valid value of ``d`` looks like, in words."""
     if d.expect is not None:
         return d.expect
-    kind = _base_type(d.annotation)
+    kind = base_type(d.annotation)
     if kind is bool:
         return "true or false"
     if typing.get_origin(kind) is Literal:
@@ -276,15 +277,15 @@ def expectation(d: Declared) -> str:
 
 def bounds_text(d: Declared) -> str:
     if d.ge is not None and d.le is not None:
-        return f" between {d.ge:g} and {d.le:g}"
+        return f" between {number_text(d.ge)} and {number_text(d.le)}"
     if d.ge is not None and d.lt is not None:
-        return f" from {d.ge:g} to below {d.lt:g}"
+        return f" from {number_text(d.ge)} to below {number_text(d.lt)}"
     if d.ge is not None:
-        return f" of at least {d.ge:g}"
+        return f" of at least {number_text(d.ge)}"
     return ""
 
 
-def _base_type(annotation: Any) -> Any:
+def base_type(annotation: Any) -> Any:
     """``float | None`` → ``float``; anything else as it is."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]

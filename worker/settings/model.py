@@ -431,3 +431,10 @@ def env_names() -> list[str]:
     """Every variable the settings read, attributes and inputs alike."""
     names = [d.env for d in declared() if d.env is not None]
     return names + [i.env for i in INPUTS]
+
+
+def number_text(value: float) -> str:
+    """``86400.0`` → ``86400``, ``0.001`` → ``0.001``: a bound as people write it."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
