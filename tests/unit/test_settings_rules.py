@@ -234,3 +234,15 @@ def test_rate_limited_settings_that_pass_start_up_fit_the_bucket(
 ) -> None:
     assert "FIBOSMS_RATE_LIMIT" in env
     assert_works(env, seed)
+
+
+def test_the_token_wait_is_the_one_the_send_attempt_uses() -> None:
+    # worker/sending.py waits min(its constant, half the sending timeout) for a token; the
+    # start-up rule must reckon with the same wait
+    from worker import sending
+    from worker.settings import rules
+
+    assert sending.TOKEN_WAIT_MAX_SECONDS == rules.TOKEN_WAIT_MAX_SECONDS
+    assert token_wait_seconds(120.0, True) == min(sending.TOKEN_WAIT_MAX_SECONDS, 60.0)
+    assert token_wait_seconds(20.0, True) == 10.0
+    assert token_wait_seconds(120.0, False) == 0.0
