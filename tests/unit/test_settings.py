@@ -13,8 +13,8 @@ from worker.settings import (
     SettingsError,
     env_names,
 )
+from worker.settings.declared import declared
 from worker.settings.load import base_type
-from worker.settings.model import declared
 from worker.settings.table import BEGIN, END, markdown
 
 

@@ -6,13 +6,15 @@ object down. A bad value stops start-up with a one-line :class:`SettingsError` n
 variable.
 
 Each variable is declared once, in :mod:`worker.settings.model`, with its type, default,
-bounds and help text; :mod:`worker.settings.load` reads and validates them,
-:mod:`worker.settings.rules` checks the rules that span several, and
-``python -m worker.settings --markdown`` prints the README's table from the declaration.
+bounds and help text; :mod:`worker.settings.declared` reads the declaration back,
+:mod:`worker.settings.load` reads and validates the values, :mod:`worker.settings.rules`
+checks the rules that span several settings, and ``python -m worker.settings --markdown``
+prints the README's table from the declaration.
 """
 
 from __future__ import annotations
 
+from worker.settings.declared import env_names
 from worker.settings.errors import SettingsError
 from worker.settings.model import (
     BALANCE_PATH,
@@ -28,7 +30,6 @@ from worker.settings.model import (
     LogFormat,
     PhoneFormat,
     Settings,
-    env_names,
     redact_url,
 )
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.kinds import Kind
 from worker.settings import rules
+from worker.settings.declared import Declared, declared, env_names, number_text
 from worker.settings.errors import SettingsError
 from worker.settings.files import ENV_FILE_MAX_BYTES, SECRET_FILE_MAX_BYTES, read_capped
 from worker.settings.model import (
@@ -32,11 +33,7 @@ from worker.settings.model import (
     PREFIX,
     SANDBOX_HOST,
     SANDBOX_PORT,
-    Declared,
     Settings,
-    declared,
-    env_names,
-    number_text,
     redact_url,
 )
 
