@@ -37,7 +37,8 @@ def test_a_rate_limit_whose_bucket_never_fits_a_message_stops_start_up() -> None
     with pytest.raises(SettingsError) as info:
         Settings.from_env(env)
     text = str(info.value)
-    assert "FIBOSMS_RATE_BURST" in text and "FIBOSMS_URGENT_RESERVE" in text
+    assert text.startswith("with FIBOSMS_RATE_LIMIT (1/s), FIBOSMS_RATE_BURST (1) less "
+                           "FIBOSMS_URGENT_RESERVE (0.2) leaves 0.8 tokens")
     # what the limiter itself would have done with every non-urgent message
     with pytest.raises(ValueError, match="can never fit"):
         LocalRateLimiter(1.0, 1.0, 0.2).acquire(1, urgent=False, timeout=0)
@@ -199,7 +200,7 @@ def assert_works(env: dict[str, str], seed: int) -> bool:
     try:
         s = Settings.from_env(env)
     except SettingsError as exc:
-        assert "\n" not in str(exc) and str(exc).startswith(("FIBOSMS_", "a bulk batch"))
+        assert "\n" not in str(exc) and "FIBOSMS_" in str(exc)
         return False
     rng = random.Random(seed)
     for attempt in range(1, s.max_attempts + 1):

@@ -116,13 +116,15 @@ def problems(s: Settings, *, outcomes_per_message: bool = True) -> list[str]:
     if s.rate_limit is not None:
         cost = largest_cost(s.max_segments, s.rate_per_segment)
         cost_text = (
-            f"{cost} tokens (FIBOSMS_MAX_SEGMENTS with FIBOSMS_RATE_PER_SEGMENT)"
+            f"{cost} token{'s' if cost != 1 else ''} (FIBOSMS_MAX_SEGMENTS with "
+            "FIBOSMS_RATE_PER_SEGMENT)"
             if s.rate_per_segment
             else "1 token"
         )
         if not bucket_fits(s.rate_limit, s.rate_burst, s.urgent_reserve, cost):
             usable = s.rate_burst - s.rate_burst * s.urgent_reserve
             out.append(
+                f"with FIBOSMS_RATE_LIMIT ({s.rate_limit:g}/s), "
                 f"FIBOSMS_RATE_BURST ({s.rate_burst:g}) less FIBOSMS_URGENT_RESERVE "
                 f"({s.urgent_reserve:g}) leaves {usable:g} tokens, but a non-urgent message "
                 f"can cost {cost_text}: it would never be sent; raise FIBOSMS_RATE_BURST "
