@@ -190,11 +190,7 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
             f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}"
             f", got {_shown(redact_url_safe(raw))}"
         )
-    try:
-        host = parts.hostname
-    except ValueError:
-        host = None
-    if parts.scheme in {"http", "https", "redis", "rediss"} and not host:
+    if parts.scheme in {"http", "https", "redis", "rediss"} and not parts.hostname:
         raise SettingsError(f"{name} has no host: {_shown(redact_url_safe(raw))}")
     return raw.rstrip("/") if parts.scheme in _HTTP else raw
 
@@ -255,7 +251,7 @@ def _one_line(exc: ValidationError, env: Mapping[str, str]) -> str:
     if d is None or d.env is None:
         return f"settings: {error['msg']}"
     raw = env.get(d.env)
-    got = "" if d.secret or raw is None else f", got {_shown(raw.strip())}"
+    got = "" if d.secret or raw is None else f", got {_shown(redact_url_safe(raw.strip()))}"
     return f"{d.env} must be {expectation(d)}{got}"
 
 
