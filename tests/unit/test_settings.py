@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import subprocess
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from worker.kinds import Kind
 from worker.settings import (
     DEMO_CLIENT_NO,
     FIBO_API_URL,
+    KINDS,
     Settings,
     SettingsError,
     env_names,
@@ -291,3 +294,14 @@ def test_the_table_is_printed_by_the_module() -> None:
                           capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout == markdown()
     assert "| `FIBOSMS_MAX_ATTEMPTS` | 8 | 1–100 |" in done.stdout
+
+
+def test_settings_stay_a_frozen_dataclass_that_replace_does_not_revalidate() -> None:
+    # tests vary settings already read this way, down to values start-up would refuse
+    s = Settings.from_env({})
+    other = dataclasses.replace(s, api_url="fibo.example", read_timeout_seconds=2.0)
+    assert (other.api_url, other.read_timeout_seconds) == ("fibo.example", 2.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.max_attempts = 3  # type: ignore[misc]
+    assert KINDS == tuple(k.value for k in Kind) == ("otp", "transactional", "marketing")
+    assert s.ambiguous_retry_kinds == {Kind.OTP, Kind.TRANSACTIONAL}
