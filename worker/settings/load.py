@@ -138,7 +138,7 @@ def parse(env: Mapping[str, str]) -> Settings:
 
     derived: dict[str, Any] = {}
     if "rate_burst" not in raw:
-        derived["rate_burst"] = max(1.0, settings.rate_limit or 1.0)
+        derived["rate_burst"] = rules.default_rate_burst(settings.rate_limit)
     if "call_deadline_seconds" not in raw:
         derived["call_deadline_seconds"] = rules.default_call_deadline(
             settings.sending_timeout_seconds, settings.rate_limit is not None

@@ -50,6 +50,11 @@ def default_call_deadline(sending_timeout: float, rate_limited: bool) -> float:
     return max(1.0, min(DEFAULT_CALL_DEADLINE_SECONDS, room))
 
 
+def default_rate_burst(rate_limit: float | None) -> float:
+    """The bucket's size when FIBOSMS_RATE_BURST is unset: one second's worth, at least 1."""
+    return max(1.0, rate_limit or 1.0)
+
+
 def largest_cost(max_segments: int, per_segment: bool) -> int:
     """The most tokens one message can take."""
     return max_segments if per_segment else 1
