@@ -305,3 +305,16 @@ def test_settings_stay_a_frozen_dataclass_that_replace_does_not_revalidate() -> 
         s.max_attempts = 3  # type: ignore[misc]
     assert KINDS == tuple(k.value for k in Kind) == ("otp", "transactional", "marketing")
     assert s.ambiguous_retry_kinds == {Kind.OTP, Kind.TRANSACTIONAL}
+
+
+def test_the_public_names_are_the_ones_other_modules_import() -> None:
+    import worker.settings as package
+
+    assert set(package.__all__) == {
+        "BALANCE_PATH", "DEMO_CLIENT_NO", "DEMO_CLIENT_PASS", "FIBO_API_URL", "KINDS",
+        "METRICS_PORT", "SANDBOX_HOST", "SANDBOX_PORT", "SEND_PATH", "TOTALS_PATH",
+        "LogFormat", "PhoneFormat", "Settings", "SettingsError", "env_names", "get_settings",
+        "redact_url",
+    }
+    for name in package.__all__:
+        assert hasattr(package, name), name
