@@ -40,13 +40,12 @@ from worker.ledger.models import Status
 from worker.ratelimit import NoLimit, RateLimiter
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
+from worker.settings.rules import token_wait_seconds
 from worker.watch.account import is_paused, pause
 from worker.watch.alerts import raise_alert
 
 log = logging.getLogger("fibosms.send")
 
-#: seconds a claimed message waits for a rate-limit token before it is given back
-TOKEN_WAIT_MAX_SECONDS = 30.0
 
 
 class Result(StrEnum):
@@ -220,7 +219,7 @@ def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate
     an attempt that never reached the network is not ambiguous.
     """
     cost = msg.segments if settings.rate_per_segment else 1
-    timeout = min(TOKEN_WAIT_MAX_SECONDS, settings.sending_timeout_seconds / 2)
+    timeout = token_wait_seconds(settings.sending_timeout_seconds, rate_limited=True)
     try:
         if not gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout):
             return None

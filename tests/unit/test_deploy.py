@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from worker.settings import env_names
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -23,9 +25,7 @@ K8S = DEPLOY / "kubernetes"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 
 #: every FIBOSMS_* name the settings read (the contract)
-KNOWN_SETTINGS = set(
-    re.findall(r'"(FIBOSMS_[A-Z0-9_]+)"', (ROOT / "worker" / "settings.py").read_text())
-)
+KNOWN_SETTINGS = set(env_names())
 
 
 def deploy_files() -> list[Path]:

@@ -19,6 +19,20 @@ def test_defaults() -> None:
     )
 
 
+def test_flower_listens_on_loopback_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).flower_address == "127.0.0.1"
+    assert Settings.from_env({"FIBOSMS_FLOWER_ADDRESS": " 0.0.0.0 "}).flower_address == "0.0.0.0"
+
+
+def test_a_wrong_flower_credentials_file_never_shows_its_content(tmp_path: Path) -> None:
+    secret = tmp_path / "flower"
+    secret.write_bytes(b"ops:Pw\xff-Secret")
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"FIBOSMS_FLOWER_BASIC_AUTH_FILE": str(secret)})
+    assert str(err.value).startswith("FIBOSMS_FLOWER_BASIC_AUTH_FILE is not valid UTF-8")
+    assert "Secret" not in str(err.value)
+
+
 def test_flower_credentials_inline_and_from_a_file(tmp_path: Path) -> None:
     s = Settings.from_env({"FIBOSMS_FLOWER_BASIC_AUTH": "ops:pa:ss, viewer:Pw2"})
     assert s.flower_basic_auth == ("ops:pa:ss", "viewer:Pw2")
@@ -46,6 +60,10 @@ def test_flower_credentials_inline_and_from_a_file(tmp_path: Path) -> None:
         ({"FIBOSMS_METRICS_PORT": "0"}, "FIBOSMS_METRICS_PORT"),
         ({"FIBOSMS_METRICS_WINDOW_SECONDS": "10"}, "FIBOSMS_METRICS_WINDOW_SECONDS"),
         ({"FIBOSMS_WORKER_METRICS_PORT": "-1"}, "FIBOSMS_WORKER_METRICS_PORT"),
+        ({"FIBOSMS_WORKER_METRICS_PORT": "65536"}, "FIBOSMS_WORKER_METRICS_PORT"),
+        ({"FIBOSMS_METRICS_WINDOW_SECONDS": "inf"}, "FIBOSMS_METRICS_WINDOW_SECONDS"),
+        ({"FIBOSMS_FLOWER_ADDRESS": "0.0.0.0 5555"}, "FIBOSMS_FLOWER_ADDRESS"),
+        ({"FIBOSMS_FLOWER_BASIC_AUTH_FILE": "/dev/zero"}, "FIBOSMS_FLOWER_BASIC_AUTH_FILE"),
     ],
 )
 def test_a_bad_value_names_its_variable_and_not_the_password(
