@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from producer.validate import OPTIONS, NewMessage, validate
 from worker.clock import now
 from worker.errors import ValidationError
+from worker.kinds import Kind
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.outbox import insert_messages
@@ -49,7 +50,7 @@ class Producer:
         self,
         messages: Iterable[Mapping[str, Any]],
         *,
-        kind: str = "marketing",
+        kind: str = Kind.MARKETING,
         sender: str | None = None,
         session: Session | None = None,
     ) -> list[int]:

@@ -38,7 +38,8 @@ class Recorded:
 
 
 def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> Recorded:
-    """Insert ``sms_messages`` rows (column → value) in the caller's transaction.
+    """Insert ``sms_messages`` rows (column → value, the same columns in each) in the
+    caller's transaction.
 
     Rows without an ``idempotency_key`` are always inserted; a row whose key is already
     in the ledger (or earlier in ``rows``) is not, and gets the existing row's id.
