@@ -10,8 +10,9 @@ proxy unreachable, TLS certificate refused
 read timeout, connection reset / closed after the      AmbiguousError   TransientError
 request went out, answer cut short, any other
 transport failure
-HTTP 3xx / 4xx / 5xx / 429, a body that is not         BadResponse      BadResponse
-FIBO's XML (see :mod:`worker.gateway.parse`)
+HTTP 3xx / 4xx / 5xx / 429, whatever the body         BadResponse      BadResponse
+HTTP 2xx with a body that is not FIBO's XML, or over    UnreadableReply  BadResponse
+the size cap (see :mod:`worker.gateway.parse`)          (ambiguous)
 a FIBO result code other than 200 / 1                  error_for_code   error_for_code
 an unusable ``FIBOSMS_API_URL`` (no scheme, bad host)  AccountError     AccountError
 =====================================================  ===============  ==================
@@ -63,7 +64,14 @@ from worker.errors import (
     NotSent,
     TransientError,
 )
-from worker.gateway.parse import SendReceipt, Totals, parse_balance, parse_send, parse_totals
+from worker.gateway.parse import (
+    SendReceipt,
+    Totals,
+    parse_balance,
+    parse_send,
+    parse_totals,
+    unreadable_send,
+)
 from worker.gateway.redact import quiet_urllib3
 from worker.rules.phone import mask_phone
 from worker.settings import Settings, redact_url
@@ -315,7 +323,13 @@ class FiboClient:
             error = self._transport_error(op, outcome)
         elif outcome.oversize and 200 <= outcome.status < 300:
             status = outcome.status
-            error = BadResponse(f"an answer over {MAX_BODY_BYTES} bytes", http_status=status)
+            meaning = f"an answer over {MAX_BODY_BYTES} bytes"
+            # a send's 2xx, however unreadable, means the gateway processed the request
+            error = (
+                unreadable_send(meaning, status)
+                if op == "send"
+                else BadResponse(meaning, http_status=status)
+            )
         else:
             status = outcome.status
             try:
