@@ -60,6 +60,8 @@ class Settings:
     sending_timeout_seconds: float = 120.0
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
+    #: the most one gateway call may take, retries of a request that never left included
+    call_deadline_seconds: float = 35.0
     send_path: str = SEND_PATH
     balance_path: str = BALANCE_PATH
     totals_path: str = TOTALS_PATH
@@ -306,6 +308,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
             "worker"
         )
 
+    call_deadline = number("FIBOSMS_CALL_DEADLINE_SECONDS", 35.0, minimum=1.0)
+    if call_deadline > 600.0:
+        raise SettingsError(
+            f"FIBOSMS_CALL_DEADLINE_SECONDS must be at most 600, got {call_deadline:g}"
+        )
+
     rate_limit = (
         number("FIBOSMS_RATE_LIMIT", 0.0, minimum=0.001)
         if get("FIBOSMS_RATE_LIMIT") is not None
@@ -348,6 +356,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         sending_timeout_seconds=sending_timeout,
         connect_timeout_seconds=number("FIBOSMS_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001),
         read_timeout_seconds=read_timeout,
+        call_deadline_seconds=call_deadline,
         send_path=path("FIBOSMS_SEND_PATH", SEND_PATH),
         balance_path=path("FIBOSMS_BALANCE_PATH", BALANCE_PATH),
         totals_path=path("FIBOSMS_TOTALS_PATH", TOTALS_PATH),
