@@ -467,6 +467,8 @@ def _celery(command: str, args: tuple[str, ...]) -> None:
 @click.option("--script", "scripts", multiple=True, metavar="PHONE=CODE,CODE,…",
               help="Answer these codes, in order, for PHONE ('*' for any number). Repeatable.")
 @click.option("--delay", type=click.FloatRange(0), default=0.0, help="Seconds before every answer.")
+@click.option("--trickle", type=click.FloatRange(0, 60), default=0.0,
+              help="Seconds between the bytes of every answer (a stalling gateway); 0: off.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @handled
 def sandbox(
@@ -476,6 +478,7 @@ def sandbox(
     price: int,
     scripts: tuple[str, ...],
     delay: float,
+    trickle: float,
     verbose: bool,
 ) -> None:
     """Run the sandbox gateway: FIBO's API on your machine, no money spent.
@@ -497,6 +500,7 @@ def sandbox(
         balance=start_balance,
         price=price,
         delay=delay,
+        trickle=trickle,
         scripts=parsed,
         verbose=verbose,
     ).bind()
