@@ -535,6 +535,22 @@ def _scenarios(
 
         return run
 
+    stalled = fast_client(dataclasses.replace(settings, call_deadline_seconds=1.2))
+
+    def trickled(call: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            sandbox.configure(trickle=0.1)
+            try:
+                return call()
+            finally:
+                sandbox.configure(trickle=0.0)
+
+        return run
+
+    def send_trickled() -> object:
+        sandbox.script(PHONE, [{"trickle": 0.1}])
+        return stalled.send(PHONE, "Xin chao")
+
     def empty_balance() -> object:
         sandbox.set_balance(0)
         return client.send(PHONE, "Xin chao")
@@ -549,6 +565,9 @@ def _scenarios(
         "send dropped": scripted({"drop": True}),
         "send 502": scripted({"http": 502}),
         "send garbage": scripted({"body": "\x00<html>", "status": 200}),
+        "send past the deadline": send_trickled,
+        "balance past the deadline": trickled(stalled.balance),
+        "totals past the deadline": trickled(stalled.totals),
         "send code 2": scripted({"code": 2}),
         "send code 7": scripted({"code": 7}),
         "send code 14": empty_balance,
@@ -558,6 +577,7 @@ def _scenarios(
 SCENARIOS = [
     "send refused", "balance refused", "totals refused", "send read timeout",
     "balance read timeout", "totals read timeout", "send dropped", "send 502", "send garbage",
+    "send past the deadline", "balance past the deadline", "totals past the deadline",
     "send code 2", "send code 7", "send code 14",
 ]  # fmt: skip
 
@@ -580,6 +600,8 @@ def test_no_error_path_leaks_the_password(
     with pytest.raises(FiboError) as info:
         run()
     exc = info.value
+    if "deadline" in scenario:  # the path under test, not some earlier failure
+        assert "call deadline" in exc.meaning
 
     # Then nothing it left behind holds the password
     texts = [

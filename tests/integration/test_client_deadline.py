@@ -20,6 +20,7 @@ from urllib3.connection import HTTPConnection
 from worker.errors import AmbiguousError, NotSent, TransientError
 from worker.gateway import FiboClient
 from worker.gateway.deadline import Exchange, release
+from worker.sandbox import SandboxServer
 from worker.settings import Settings
 
 PHONE = "0912345678"
@@ -143,6 +144,44 @@ def test_a_trickled_balance_is_transient_within_its_deadline(
     assert "call deadline" in info.value.meaning
 
 
+# -- against the sandbox's trickle ------------------------------------------------------------
+
+
+def test_a_send_to_the_trickling_sandbox_is_ambiguous_within_the_deadline(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    # Given a gateway that answers one byte every 100 ms (its read timeout never trips)
+    sandbox.script(PHONE, [{"trickle": BYTE_EVERY}])
+    with fast_client(settings_for(sandbox_settings, sandbox.url)) as client:
+        # When a message is sent
+        started = time.monotonic()
+        with pytest.raises(AmbiguousError) as info:
+            client.send(PHONE, "Xin chao")
+        elapsed = time.monotonic() - started
+    # Then the call ends at its deadline, its outcome unknown
+    assert DEADLINE - 0.05 <= elapsed < DEADLINE + MARGIN
+    assert "call deadline" in info.value.meaning
+    assert (info.value.code, info.value.http_status) == (None, None)
+    # and unknown it is: the gateway did accept the message
+    assert len(sandbox.accepted()) == 1
+    assert sum(1 for c in sandbox.calls() if c.operation == "SendMaskedSMS") == 1
+
+
+@pytest.mark.parametrize("call", ["balance", "totals"])
+def test_a_read_from_the_trickling_sandbox_is_transient_within_the_deadline(
+    sandbox: SandboxServer, sandbox_settings: Settings, call: str
+) -> None:
+    sandbox.configure(trickle=BYTE_EVERY)
+    with fast_client(settings_for(sandbox_settings, sandbox.url), read_attempts=3) as client:
+        started = time.monotonic()
+        with pytest.raises(TransientError) as info:
+            getattr(client, call)()
+        elapsed = time.monotonic() - started
+    assert type(info.value) is TransientError  # a read: safe to ask again later
+    assert elapsed < DEADLINE + MARGIN
+    assert "call deadline" in info.value.meaning
+
+
 def test_retries_of_a_send_that_never_left_stop_at_the_deadline(
     sandbox_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -164,7 +203,7 @@ def test_retries_of_a_send_that_never_left_stop_at_the_deadline(
 
 
 def test_the_client_works_normally_after_a_call_was_cut(
-    sandbox_settings: Settings, sandbox: object
+    sandbox_settings: Settings, sandbox: SandboxServer
 ) -> None:
     # Given a client whose call was cut at its deadline on a trickling gateway
     with (
