@@ -1,6 +1,6 @@
 """FIBO's answers, read: pure functions from (body bytes, HTTP status) to a value or an error.
 
-Shapes accepted (``fibo-api.md``, "What real responses look like"):
+Shapes accepted (the gateway API, `docs/api.md`, and what real responses look like):
 
 * the escaped ASMX form, ``<string xmlns="http://tempuri.org/">&lt;SMS&gt;…`` — its text is
   decoded and parsed a second time;
