@@ -47,8 +47,11 @@ def fast_client(settings: Settings, **overrides: float | int) -> FiboClient:
 
 
 @contextmanager
-def trickling_gateway(trickled: Callable[[], bytes], head: bytes = b"") -> Iterator[str]:
-    """Answers every request with ``head`` at once, then ``trickled()`` one byte at a time."""
+def trickling_gateway(
+    trickled: Callable[[], bytes], head: bytes = b"", *, read_request: bool = True
+) -> Iterator[str]:
+    """Answers every request with ``head`` at once, then ``trickled()`` one byte at a time
+    (without ``read_request``, as soon as the connection is accepted)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
@@ -57,7 +60,7 @@ def trickling_gateway(trickled: Callable[[], bytes], head: bytes = b"") -> Itera
 
     def answer(conn: socket.socket) -> None:
         with conn:
-            data = b""
+            data = b"" if read_request else b"\r\n\r\n"
             while b"\r\n\r\n" not in data:
                 chunk = conn.recv(65536)
                 if not chunk:
@@ -180,6 +183,47 @@ def test_a_read_from_the_trickling_sandbox_is_transient_within_the_deadline(
     assert type(info.value) is TransientError  # a read: safe to ask again later
     assert elapsed < DEADLINE + MARGIN
     assert "call deadline" in info.value.meaning
+
+
+#: a TLS record header announcing a 16 KiB handshake record, which then never completes
+TLS_RECORD_HEADER = b"\x16\x03\x03\x40\x00"
+
+
+def test_a_stalled_tls_handshake_is_cut_at_the_deadline_and_not_sent(
+    sandbox_settings: Settings,
+) -> None:
+    # Given an https gateway whose handshake trickles, under a connect timeout longer than
+    # the call's deadline
+    with trickling_gateway(lambda: b"\x00" * 1000, TLS_RECORD_HEADER, read_request=False) as url:
+        settings = dataclasses.replace(
+            settings_for(sandbox_settings, url.replace("http://", "https://")),
+            connect_timeout_seconds=30.0,
+        )
+        with fast_client(settings) as client:
+            started = time.monotonic()
+            with pytest.raises(NotSent) as info:
+                client.send(PHONE, "Xin chao")
+            elapsed = time.monotonic() - started
+    # Then the call ends at its deadline, and the request never left: safe to repeat
+    assert elapsed < DEADLINE + MARGIN
+    assert "before the request left" in info.value.meaning
+
+
+def test_a_tls_handshake_timeout_is_not_sent_and_retried(
+    sandbox_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # urllib3 reports a handshake that timed out as a read timeout; nothing was sent yet
+    caplog.set_level(logging.INFO, logger="fibosms.gateway")
+    with trickling_gateway(lambda: b"\x00" * 100, TLS_RECORD_HEADER, read_request=False) as url:
+        settings = dataclasses.replace(
+            sandbox_settings, api_url=url.replace("http://", "https://"),
+            connect_timeout_seconds=0.5,
+        )
+        with fast_client(settings, send_attempts=2) as client, pytest.raises(NotSent) as info:
+            client.send(PHONE, "Xin chao")
+    assert "before the request left" in info.value.meaning
+    sends = [r for r in caplog.records if getattr(r, "fibo_op", None) == "send"]
+    assert len(sends) == 2  # repeated: it could not have been sent
 
 
 def test_retries_of_a_send_that_never_left_stop_at_the_deadline(

@@ -8,7 +8,7 @@ import pytest
 from tenacity import RetryCallState, Retrying, wait_fixed
 
 from worker.gateway.deadline import StopAt, WaitWithin
-from worker.gateway.transport import Phase, TransportFailure, cut_verdict
+from worker.gateway.transport import Phase, TransportFailure, cut_verdict, settle
 
 
 def test_a_cut_after_sending_began_may_have_been_sent() -> None:
@@ -37,6 +37,26 @@ def test_without_a_connection_the_transports_own_verdict_stands() -> None:
 
 def test_with_nothing_known_a_cut_is_taken_as_maybe_sent() -> None:
     assert cut_verdict(False, False, None, 35.0).phase is Phase.MAYBE_SENT
+
+
+READ_TIMEOUT = TransportFailure(Phase.MAYBE_SENT, "no answer within 1 s (read timeout)")
+
+
+def test_a_failure_before_any_request_began_was_not_sent() -> None:
+    # e.g. a TLS handshake that timed out: urllib3 calls it a read timeout
+    settled = settle(READ_TIMEOUT, left=False, claimed=True)
+    assert settled.phase is Phase.NOT_SENT
+    assert settled.reason == "no answer within 1 s (read timeout), before the request left"
+
+
+def test_a_failure_after_the_request_began_stays_maybe_sent() -> None:
+    assert settle(READ_TIMEOUT, left=True, claimed=True) is READ_TIMEOUT
+
+
+def test_without_a_report_from_the_connection_the_failure_stands() -> None:
+    assert settle(READ_TIMEOUT, left=False, claimed=False) is READ_TIMEOUT
+    refused = TransportFailure(Phase.NOT_SENT, "could not connect (refused)")
+    assert settle(refused, left=False, claimed=True) is refused
 
 
 def _state(retrying: Retrying) -> RetryCallState:

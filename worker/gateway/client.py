@@ -84,6 +84,7 @@ from worker.gateway.transport import (
     classify_transport,
     cut_verdict,
     read_capped,
+    settle,
 )
 from worker.rules.phone import mask_phone
 from worker.settings import Settings, redact_url
@@ -360,7 +361,7 @@ class FiboClient:
                 exchange.left, exchange.claimed, failure, self._settings.call_deadline_seconds
             )
         if failure is not None:
-            return failure
+            return settle(failure, left=exchange.left, claimed=exchange.claimed)
         if body is None:
             return Answer(status=status, body=b"", oversize=True)
         return Answer(status=status, body=body)

@@ -8,7 +8,8 @@ returns at once and the exchange ends in an error the caller reads as "deadline"
 
 Which socket to cut is learnt from the connection itself: the session's pools
 (:class:`DeadlineAdapter`) build connections that report to the calling thread's exchange
-when they connect and when a request starts. The same report tells whether the request
+when they connect (a TLS one from its TCP connect on, so a stalled handshake is cut too)
+and when a request starts. The same report tells whether the request
 may have left: a deadline hit after that is an unknown outcome, before it a request never
 sent. A connection given back to its pool belongs to no exchange, so a late alarm can
 never cut a connection another call has taken since.
@@ -45,6 +46,8 @@ class Exchange:
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self._conn: HTTPConnection | None = None
+        #: a duplicate of a socket still connecting (TLS handshake), which the alarm may cut
+        self._connecting: socket.socket | None = None
         self._sending = False
         self._left = False
         self._claimed = False
@@ -85,12 +88,30 @@ class Exchange:
             elif self._sending and conn.sock is not None:
                 self._left = True
 
+    def hold(self, sock: socket.socket) -> None:
+        """``sock`` is connecting for this exchange (its TLS handshake may stall too)."""
+        with _LOCK:
+            if self._done:
+                return
+            self._claimed = True
+            # a duplicate: the TLS layer detaches the original before the handshake starts
+            self._connecting = sock.dup()
+            if self._expired:
+                _shut(self._connecting)
+
+    def connected(self) -> None:
+        """The connection held by :meth:`hold` is up (or failed): the connection claims now."""
+        with _LOCK:
+            self._drop_connecting()
+
     def fire(self) -> None:
         """The deadline passed: cut the socket the exchange is blocked on, if it has one."""
         with _LOCK:
             if self._done:
                 return
             self._expired = True
+            if self._connecting is not None:
+                _shut(self._connecting)
             conn = self._conn
             if conn is not None and getattr(conn, _OWNER, None) is self:
                 _cut(conn)
@@ -100,7 +121,13 @@ class Exchange:
         with _LOCK:
             self._done = True
             self._conn = None
+            self._drop_connecting()
             return self._expired
+
+    def _drop_connecting(self) -> None:
+        if self._connecting is not None:
+            self._connecting.close()
+            self._connecting = None
 
 
 def release(conn: HTTPConnection) -> None:
@@ -111,9 +138,11 @@ def release(conn: HTTPConnection) -> None:
 
 
 def _cut(conn: HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is None:
-        return
+    if conn.sock is not None:
+        _shut(conn.sock)
+
+
+def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         # the plain socket's shutdown, even under TLS: SSLSocket.shutdown would also drop
         # the TLS object that the blocked thread is still reading through
@@ -135,9 +164,14 @@ def watch(deadline: float) -> Iterator[Exchange]:
 
 
 def _claim(conn: HTTPConnection, *, sending: bool) -> None:
-    exchange: Exchange | None = getattr(_local, "exchange", None)
+    exchange = _current()
     if exchange is not None:
         exchange.claim(conn, sending=sending)
+
+
+def _current() -> Exchange | None:
+    exchange: Exchange | None = getattr(_local, "exchange", None)
+    return exchange
 
 
 # -- the retries of one call, within its deadline -------------------------------------
@@ -178,8 +212,20 @@ class _WatchedHTTPConnection(HTTPConnection):
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        exchange = _current()
+        if exchange is not None:
+            exchange.hold(sock)
+        return sock
+
     def connect(self) -> None:
-        super().connect()
+        try:
+            super().connect()
+        finally:
+            exchange = _current()
+            if exchange is not None:
+                exchange.connected()
         _claim(self, sending=False)
 
     def request(self, *args: Any, **kwargs: Any) -> None:

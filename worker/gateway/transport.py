@@ -176,3 +176,14 @@ def cut_verdict(
     return TransportFailure(
         phase, f"the call deadline ({deadline_seconds:g} s) passed before the request left"
     )
+
+
+def settle(failure: TransportFailure, *, left: bool, claimed: bool) -> TransportFailure:
+    """``failure`` corrected by what the connection reported: a failure on a connection on
+    which no request began never sent anything, whatever it looked like.
+
+    urllib3 reports a TLS handshake that timed out as a *read* timeout, for one.
+    """
+    if failure.phase is Phase.MAYBE_SENT and claimed and not left:
+        return TransportFailure(Phase.NOT_SENT, f"{failure.reason}, before the request left")
+    return failure
