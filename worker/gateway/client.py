@@ -6,7 +6,10 @@ Transport failures are classified by whether the request may have reached the ga
 failure                                                ``send``         balance / totals
 =====================================================  ===============  ==================
 connection refused, DNS failure, connect timeout,      NotSent          NotSent
-proxy unreachable, TLS certificate refused
+proxy unreachable, TLS certificate refused, any
+failure before a request began on the connection
+(a TLS handshake timing out, which urllib3 calls a
+read timeout)
 read timeout, connection reset / closed after the      AmbiguousError   TransientError
 request went out, answer cut short, the call's
 deadline passed after the request went out, any other
