@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -264,6 +265,32 @@ def test_the_client_works_normally_after_a_call_was_cut(
         assert client.balance() >= 0
     # and the deadlines cost one watchdog thread, not one per call
     assert threading.active_count() <= cut_threads + 1
+
+
+def test_calls_cut_at_their_deadline_leave_the_others_on_the_pool_alone(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    # Given one client shared by 8 threads, every fourth send trickling past its deadline
+    stalled = [f"09120001{i:02d}" for i in range(8)]
+    for phone in stalled:
+        sandbox.script(phone, [{"trickle": BYTE_EVERY}])
+    settings = settings_for(sandbox_settings, sandbox.url, deadline=1.0)
+
+    def send(i: int) -> str:
+        phone = stalled[i // 4] if i % 4 == 0 else f"09120002{i % 100:02d}"
+        try:
+            return f"{client.send(phone, f'tin {i}').code}"
+        except AmbiguousError:
+            return "ambiguous"
+
+    with fast_client(settings) as client, ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(send, range(32)))
+
+    # Then exactly the trickled ones end ambiguous; the pooled connections the others
+    # reuse were never cut by a late alarm
+    assert [i for i, o in enumerate(outcomes) if o == "ambiguous"] == list(range(0, 32, 4))
+    assert all(o == "200" for i, o in enumerate(outcomes) if i % 4)
+    assert len(sandbox.accepted()) == 32
 
 
 # -- the exchange and its connection, with real sockets ------------------------------------
