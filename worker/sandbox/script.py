@@ -33,7 +33,7 @@ def phone_key(phone: str) -> str:
     return re.sub(r"\D", "", phone)[-9:]
 
 
-def _whole(name: str, value: object, *, minimum: int = 0) -> int:
+def whole_number(name: str, value: object, *, minimum: int = 0) -> int:
     # bool is an int subclass; "balance": true is a caller's mistake, not 1
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ScriptError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -52,7 +52,7 @@ def trickle_seconds(name: str, value: object) -> float:
     return seconds
 
 
-def _seconds(name: str, value: object) -> float:
+def delay_seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScriptError(f"{name} must be a number of seconds, got {value!r}")
     seconds = float(value)
@@ -85,14 +85,14 @@ class Action:
 
     def __post_init__(self) -> None:
         if self.code is not None:
-            _whole("code", self.code)
+            whole_number("code", self.code)
         if self.delay is not None:
-            _seconds("delay", self.delay)
+            delay_seconds("delay", self.delay)
         if self.trickle is not None:
             trickle_seconds("trickle", self.trickle)
-        if self.http is not None and not 400 <= _whole("http", self.http) <= 599:
+        if self.http is not None and not 400 <= whole_number("http", self.http) <= 599:
             raise ScriptError(f"http must be an HTTP error status 400-599, got {self.http!r}")
-        if self.status is not None and not 200 <= _whole("status", self.status) <= 599:
+        if self.status is not None and not 200 <= whole_number("status", self.status) <= 599:
             raise ScriptError(f"status must be 200-599, got {self.status!r}")
         if (self.status is not None or self.content_type is not None) and self.body is None:
             raise ScriptError("status and content_type go with body")

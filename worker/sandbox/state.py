@@ -23,11 +23,11 @@ from worker.sandbox.script import (
     Action,
     Delivery,
     ScriptError,
-    _seconds,
-    _whole,
+    delay_seconds,
     parse_actions,
     phone_key,
     trickle_seconds,
+    whole_number,
 )
 
 #: FIBO's day is Vietnam's day, not UTC's
@@ -141,8 +141,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.response_format not in get_args(ResponseFormat):
             raise ScriptError(f"format must be escaped or literal, got {self.response_format!r}")
-        _seconds("delay", self.delay)
-        _whole("price", self.price)
+        delay_seconds("delay", self.delay)
+        whole_number("price", self.price)
         if self.trickle != 0:
             trickle_seconds("trickle", self.trickle)
 
@@ -192,7 +192,7 @@ class SandboxState:
             raise ScriptError("the sandbox needs a client number and a password")
         self.client_no = client_no
         self._client_pass = client_pass
-        self._initial_balance = _whole("balance", balance)
+        self._initial_balance = whole_number("balance", balance)
         self._initial_config = Config(response_format, delay, price, trickle)
         self._clock = clock or now
         self._lock = threading.Lock()
@@ -329,7 +329,7 @@ class SandboxState:
             return length
 
     def set_balance(self, balance: int) -> None:
-        value = _whole("balance", balance)
+        value = whole_number("balance", balance)
         with self._lock:
             self._balance = value
 
