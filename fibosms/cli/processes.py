@@ -130,6 +130,8 @@ def metrics(port: int | None, host: str, once: bool) -> None:
               help="Answer these codes, in order, for PHONE ('*' for any number). Repeatable.")
 @click.option("--delay", type=Seconds(0, 3600), default=0.0,
               help="Seconds before every answer.")
+@click.option("--trickle", type=Seconds(0, 60), default=0.0,
+              help="Seconds between the bytes of every answer (a stalling gateway); 0: off.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @handled
 def sandbox(
@@ -139,6 +141,7 @@ def sandbox(
     price: int,
     scripts: tuple[str, ...],
     delay: float,
+    trickle: float,
     verbose: bool,
 ) -> None:
     """Run the sandbox gateway: FIBO's API on your machine, no money spent.
@@ -160,6 +163,7 @@ def sandbox(
         balance=start_balance,
         price=price,
         delay=delay,
+        trickle=trickle,
         scripts=parsed,
         verbose=verbose,
     ).bind()

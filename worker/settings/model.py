@@ -177,8 +177,9 @@ class Settings:
     #: a due row published this long ago and still not claimed is taken as lost by the
     #: broker and published again (a duplicate task is harmless: the claim guards)
     republish_after_seconds: Annotated[float, setting(
-        "a due row published this long ago and still not claimed is published again (the "
-        "broker lost it)",
+        "a due row published this long ago and still not claimed is published again: the "
+        "fallback for a lost task the broker marker cannot see (a wiped Redis is noticed at "
+        "the next sweep)",
         ge=1, le=DAY,
     )] = 300.0
     balance_poll_seconds: Annotated[float, setting(
@@ -293,8 +294,10 @@ class Settings:
     #: the longest one gateway call may take, from connecting to the last byte of the
     #: answer, retries of a send that never left included
     call_deadline_seconds: Annotated[float, setting(
-        "the longest one gateway call may take, from connecting to the last byte; must "
-        "leave room under the sending timeout",
+        "the longest one gateway call may take, from connecting to the last byte, retries "
+        "of a request that never left included: an answer still arriving then is cut, and a "
+        "send cut after its request left is ambiguous; must leave room under the sending "
+        "timeout",
         ge=1, le=600,
         default_text="35, or what fits under a shorter sending timeout",
     )] = 35.0
