@@ -19,8 +19,8 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from celeryconfig import COUNTDOWN_MAX_SECONDS
 from worker.breaker import Breaker, NoBreaker
+from worker.brokers import COUNTDOWN_MAX_SECONDS
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError

@@ -60,6 +60,9 @@ class Settings:
     sending_timeout_seconds: float = 120.0
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
+    #: seconds one gateway call may take in all (connect, retries, reading the answer); the
+    #: send tasks' time limits and so a worker's warm shutdown are derived from it
+    call_deadline_seconds: float = 35.0
     send_path: str = SEND_PATH
     balance_path: str = BALANCE_PATH
     totals_path: str = TOTALS_PATH
@@ -107,6 +110,8 @@ class Settings:
     log_format: LogFormat = "text"
     #: Flower's basic-auth credentials, ``user:password`` each; empty: none configured
     flower_basic_auth: tuple[str, ...] = field(default=(), repr=False)
+    #: where Flower listens unless given ``--address``; loopback: reach it through a proxy
+    flower_address: str = "127.0.0.1"
     #: where ``fibosms metrics`` listens
     metrics_port: int = METRICS_PORT
     #: seconds of recent ledger rows the scrape-time metrics look at (latency, outcomes)
@@ -348,6 +353,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         sending_timeout_seconds=sending_timeout,
         connect_timeout_seconds=number("FIBOSMS_CONNECT_TIMEOUT_SECONDS", 5.0, minimum=0.001),
         read_timeout_seconds=read_timeout,
+        call_deadline_seconds=number("FIBOSMS_CALL_DEADLINE_SECONDS", 35.0, minimum=0.1),
         send_path=path("FIBOSMS_SEND_PATH", SEND_PATH),
         balance_path=path("FIBOSMS_BALANCE_PATH", BALANCE_PATH),
         totals_path=path("FIBOSMS_TOTALS_PATH", TOTALS_PATH),
@@ -386,6 +392,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_level=log_level,
         log_format=log_format,  # type: ignore[arg-type]
         flower_basic_auth=flower_basic_auth,
+        flower_address=get("FIBOSMS_FLOWER_ADDRESS") or "127.0.0.1",
         metrics_port=integer("FIBOSMS_METRICS_PORT", METRICS_PORT),
         metrics_window_seconds=number("FIBOSMS_METRICS_WINDOW_SECONDS", 3600.0, minimum=60.0),
         worker_metrics_port=integer("FIBOSMS_WORKER_METRICS_PORT", 0, minimum=0),
