@@ -445,7 +445,7 @@ def beat(celery_args: tuple[str, ...]) -> None:
 
 
 def _celery(command: str, args: tuple[str, ...]) -> None:
-    from worker.app import make_app
+    from fibosms.celeryapp import make_app
     from worker.logs import configure_logging
 
     s = settings()
@@ -541,10 +541,9 @@ def _database() -> Any:
 
 
 def _publisher() -> Any:
-    from worker.app import make_app
-    from worker.publish import Publisher
+    from fibosms.celeryapp import make_app, publisher_for
 
-    return Publisher(make_app(settings()))
+    return publisher_for(make_app(settings()))
 
 
 if __name__ == "__main__":  # pragma: no cover

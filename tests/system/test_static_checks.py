@@ -26,7 +26,7 @@ from tests.system.infra import require
 
 pytestmark = pytest.mark.system
 
-TARGETS = ["worker", "producer", "celeryconfig.py"]
+TARGETS = ["worker", "producer", "fibosms", "celeryconfig.py"]
 
 
 @pytest.mark.timeout(180)

@@ -1,6 +1,6 @@
 """Work-arounds for faults in the libraries we run on; each names the test that shows it.
 
-Installed by :func:`worker.app.make_app`; installing twice is harmless.
+Installed by ``fibosms.celeryapp.app.make_app``; installing twice is harmless.
 """
 
 from __future__ import annotations
@@ -58,3 +58,4 @@ def _patch_kombu_redis_restore_unacked() -> None:
         return original(self, client)
 
     setattr(kombu_redis.QoS, "restore_unacked", restore_unacked)  # noqa: B010
+

@@ -1,0 +1,1 @@
+"""fibosms's entry points: the command line, the Celery app, the HTTP server."""
