@@ -7,7 +7,14 @@ the configuration itself from :mod:`fibosms.celeryapp.config`.
 
 from __future__ import annotations
 
-from fibosms.celeryapp.config import PUBLISH_RETRY_POLICY, beat_schedule, build
+from fibosms.celeryapp.config import (
+    HARD_LIMIT_GRACE_SECONDS,
+    PUBLISH_RETRY_POLICY,
+    TASK_OVERHEAD_SECONDS,
+    beat_schedule,
+    build,
+    send_time_limits,
+)
 from worker.brokers import (
     COUNTDOWN_MAX_SECONDS,
     DELIVER_ALERTS_TASK,
@@ -30,6 +37,7 @@ QUEUE_BY_KIND: dict[str, str] = {str(kind): queue for kind, queue in QUEUE_OF.it
 __all__ = [
     "COUNTDOWN_MAX_SECONDS",
     "DELIVER_ALERTS_TASK",
+    "HARD_LIMIT_GRACE_SECONDS",
     "POLL_BALANCE_TASK",
     "POLL_TOTALS_TASK",
     "PUBLISH_RETRY_POLICY",
@@ -40,8 +48,10 @@ __all__ = [
     "SEND_BATCH_TASK",
     "SEND_TASK",
     "SWEEP_TASK",
+    "TASK_OVERHEAD_SECONDS",
     "VISIBILITY_TIMEOUT_SECONDS",
     "beat_schedule",
     "build",
     "is_redis",
+    "send_time_limits",
 ]

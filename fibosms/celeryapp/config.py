@@ -4,11 +4,14 @@ The choices fit a task that must not run twice by accident: JSON only, late
 acknowledgement, a task whose worker died goes back to the queue, one message prefetched at
 a time, no results stored (the ledger holds the outcome).
 
-The top-level ``celeryconfig`` module re-exports this one.
+A warm shutdown (SIGTERM) is bounded: the worker stops taking tasks and waits for the
+running ones, and every send task has a time limit derived from the gateway call deadline
+(:func:`send_time_limits`). The top-level ``celeryconfig`` module re-exports this one.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from celery.schedules import crontab
@@ -21,10 +24,13 @@ from worker.brokers import (
     QUEUES,
     RECONCILE_DAY_TASK,
     REDIS_SOCKET_TIMEOUT_SECONDS,
+    SEND_BATCH_TASK,
+    SEND_TASK,
     SWEEP_TASK,
     VISIBILITY_TIMEOUT_SECONDS,
     is_redis,
 )
+from worker.sending import TOKEN_WAIT_MAX_SECONDS
 from worker.settings import Settings
 
 #: how hard one publish tries before the message is left to the sweep (it is committed).
@@ -36,6 +42,41 @@ PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+
+#: seconds a send task gets beyond its gateway calls: the claim, the transaction that
+#: records the outcome, publishing a short retry
+TASK_OVERHEAD_SECONDS = 5.0
+#: seconds between the soft limit (the task is interrupted; the attempt is recorded with
+#: an unknown outcome) and the hard one (the pool process is killed; the sweep recovers)
+HARD_LIMIT_GRACE_SECONDS = 5.0
+
+
+def send_time_limits(settings: Settings) -> dict[str, tuple[float, float]]:
+    """``{task name: (soft limit, hard limit)}`` in seconds, for the two send tasks.
+
+    ``send_sms`` makes one gateway call; ``send_batch`` makes ``bulk_batch_size`` calls,
+    ``batch_concurrency`` at a time. Each call is bounded by ``call_deadline_seconds``;
+    with a rate limit, each round may first wait for a token. The longest of these limits
+    is how long a warm shutdown can take (the README's "Stopping a worker").
+    """
+    token_wait = (
+        min(TOKEN_WAIT_MAX_SECONDS, settings.sending_timeout_seconds / 2)
+        if settings.rate_limit is not None
+        else 0.0
+    )
+    per_round = settings.call_deadline_seconds + token_wait
+    rounds = math.ceil(settings.bulk_batch_size / settings.batch_concurrency)
+    limits: dict[str, tuple[float, float]] = {}
+    for name, calls in ((SEND_TASK, 1), (SEND_BATCH_TASK, rounds)):
+        soft = calls * per_round + TASK_OVERHEAD_SECONDS
+        limits[name] = (soft, soft + HARD_LIMIT_GRACE_SECONDS)
+    return limits
+
+
+def shutdown_bound_seconds(settings: Settings) -> float:
+    """The longest a warm shutdown waits for running send tasks: the largest hard limit."""
+    return max(hard for _, hard in send_time_limits(settings).values())
+
 
 def build(settings: Settings) -> dict[str, Any]:
     """The Celery configuration for ``settings``."""
@@ -62,6 +103,10 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # a task running when the broker connection is lost is given up at once (its
+        # message goes back to the queue, the ledger's claim keeps it to one send) instead
+        # of holding the worker's restart, or its shutdown, until it ends
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": "default",
         "task_queues": tuple(Queue(name) for name in QUEUES),
         "task_create_missing_queues": False,

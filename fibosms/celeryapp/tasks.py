@@ -1,6 +1,8 @@
 """The Celery tasks: each parses its arguments, calls a plain function, returns a word.
 
 Arguments are message ids only, so Flower and the broker never see a number or a text.
+The send tasks carry time limits derived from the gateway call deadline
+(``config.send_time_limits``), which bound a worker's warm shutdown.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from fibosms.celeryapp.resources import resources_of
+from fibosms.celeryapp.config import send_time_limits
+from fibosms.celeryapp.resources import resources_of, settings_of
 from worker.brokers import (
     DELIVER_ALERTS_TASK,
     POLL_BALANCE_TASK,
@@ -31,8 +34,11 @@ log = logging.getLogger("fibosms.tasks")
 
 def register(app: Celery) -> None:
     """Register fibosms's tasks on ``app``."""
+    limits = send_time_limits(settings_of(app))
 
-    @app.task(name=SEND_TASK, bind=True)
+    soft, hard = limits[SEND_TASK]
+
+    @app.task(name=SEND_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
     def send_sms(self: Task, message_id: int) -> str:
         """Send one message from the ledger (at most one accepted send)."""
         rt = resources_of(self.app)
@@ -45,7 +51,9 @@ def register(app: Celery) -> None:
             gate=rt.gate,
         ).value
 
-    @app.task(name=SEND_BATCH_TASK, bind=True)
+    soft, hard = limits[SEND_BATCH_TASK]
+
+    @app.task(name=SEND_BATCH_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
     def send_batch(self: Task, message_ids: list[int]) -> dict[str, int]:
         """Send a batch of bulk messages concurrently; counts of what happened."""
         rt = resources_of(self.app)
