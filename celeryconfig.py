@@ -2,19 +2,15 @@
 
 Kept at the top level for the names other modules import from here; new code imports the
 broker names from :mod:`worker.brokers`, the queue of a kind from :mod:`worker.kinds`, and
-the configuration itself from :mod:`fibosms.celeryapp.config`.
+the configuration itself from :mod:`fibosms.celeryapp.config`. The configuration's names
+are resolved on first access: a module that wants a queue name from here does not import
+the Celery wiring.
 """
 
 from __future__ import annotations
 
-from fibosms.celeryapp.config import (
-    HARD_LIMIT_GRACE_SECONDS,
-    PUBLISH_RETRY_POLICY,
-    TASK_OVERHEAD_SECONDS,
-    beat_schedule,
-    build,
-    send_time_limits,
-)
+from typing import TYPE_CHECKING, Any
+
 from worker.brokers import (
     COUNTDOWN_MAX_SECONDS,
     DELIVER_ALERTS_TASK,
@@ -31,8 +27,27 @@ from worker.brokers import (
 )
 from worker.kinds import QUEUE_OF
 
+if TYPE_CHECKING:
+    from fibosms.celeryapp.config import (
+        HARD_LIMIT_GRACE_SECONDS,
+        PUBLISH_RETRY_POLICY,
+        TASK_OVERHEAD_SECONDS,
+        beat_schedule,
+        build,
+        send_time_limits,
+    )
+
 #: message kind (its plain name) → queue
 QUEUE_BY_KIND: dict[str, str] = {str(kind): queue for kind, queue in QUEUE_OF.items()}
+
+_FROM_CONFIG = frozenset({
+    "HARD_LIMIT_GRACE_SECONDS",
+    "PUBLISH_RETRY_POLICY",
+    "TASK_OVERHEAD_SECONDS",
+    "beat_schedule",
+    "build",
+    "send_time_limits",
+})
 
 __all__ = [
     "COUNTDOWN_MAX_SECONDS",
@@ -55,3 +70,11 @@ __all__ = [
     "is_redis",
     "send_time_limits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CONFIG:
+        from fibosms.celeryapp import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'celeryconfig' has no attribute {name!r}")
