@@ -124,6 +124,7 @@ def resources_of(app: Celery) -> Resources:
 def start_process(app: Celery) -> None:
     """Build ``app``'s resources now (a worker process starting), not at the first task."""
     resources_of(app)
+    log.info("process %d: database pool, gateway client and publisher ready", os.getpid())
 
 
 def close_process() -> None:

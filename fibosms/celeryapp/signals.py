@@ -33,12 +33,15 @@ class _Handlers:
 
         configure_logging(self.settings, level=loglevel, logfile=logfile or None)
 
-    def worker_init(self, **_: Any) -> None:
+    def worker_init(self, sender: Any = None, **_: Any) -> None:
         from worker.metrics.process import observe_gateway_calls, start_worker_metrics
 
         observe_gateway_calls()
         if self.settings.worker_metrics_port:
             start_worker_metrics(self.settings.worker_metrics_port)
+        if sender is not None and not _forks_children(sender):
+            # a threads or solo worker runs its tasks in this process: build now
+            resources.start_process(self.app)
 
     def process_init(self, **_: Any) -> None:
         # a prefork child: its own pools, before its first task
@@ -64,6 +67,15 @@ class _Handlers:
         name = getattr(task, "name", None)
         if name:
             record_task(str(name), retval, state)
+
+
+def _forks_children(worker: Any) -> bool:
+    """Whether this worker's pool runs tasks in forked children (prefork)."""
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    pool = get_implementation(worker.pool_cls or worker.app.conf.worker_pool)
+    return isinstance(pool, type) and issubclass(pool, PreforkPool)
 
 
 def install(app: Celery) -> None:

@@ -70,6 +70,8 @@ def test_sigterm_during_a_slow_gateway_call_stops_the_worker_within_the_document
     assert worker.returncode == 0
     log = stack.logs[0].read_text(errors="replace")
     assert "Warm shutdown" in log
+    # the pool's child built its resources as it started, its own
+    assert log.count("gateway client and publisher ready") == 1
     # the soft limit interrupted the call once: one exception, raised in the call
     assert log.count("billiard.exceptions.SoftTimeLimitExceeded") == 1, log
     assert "Logging error" not in log
