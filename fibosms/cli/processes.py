@@ -40,7 +40,7 @@ def beat(celery_args: tuple[str, ...]) -> None:
 
 
 def _celery(command: str, args: tuple[str, ...]) -> None:
-    from worker.app import make_app
+    from fibosms.celeryapp import make_app
     from worker.logs import configure_logging
 
     s = settings()
@@ -59,8 +59,8 @@ def flower(flower_args: tuple[str, ...]) -> None:
     """Flower for this app, basic auth from FIBOSMS_FLOWER_BASIC_AUTH; Flower's options pass
     through (--port 5555, --address 0.0.0.0, --url_prefix flower). Refuses to start without
     credentials unless given --unauthenticated."""
-    from worker.app import make_app
-    from worker.flower import apply_defaults, auth_problem, normalize_args
+    from fibosms.celeryapp import make_app
+    from fibosms.celeryapp.flower import apply_defaults, auth_problem, normalize_args
     from worker.logs import configure_logging
 
     args = [a for a in flower_args if a != "--unauthenticated"]

@@ -268,7 +268,7 @@ def test_a_worker_serves_gateway_latency_and_task_outcomes(
     assert value(got, "fibosms_gateway_call_seconds_sum", op="send", outcome="ok") > 0
 
     # a sweep pass, as beat would start it
-    from celeryconfig import SWEEP_TASK
+    from worker.brokers import SWEEP_TASK
 
     stack.app.send_task(SWEEP_TASK, queue="default")
     swept = wait_for(
