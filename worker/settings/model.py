@@ -10,7 +10,7 @@ it is how tests build a variant of settings that were already read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +18,15 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field
 
 from worker.kinds import Kind
+
+#: reads an environment into Settings (worker.settings.load.read_env), installed by the package
+_reader: Callable[[Mapping[str, str] | None], Settings] | None = None
+
+
+def install_reader(reader: Callable[[Mapping[str, str] | None], Settings]) -> None:
+    """Make :meth:`Settings.from_env` use ``reader``."""
+    global _reader
+    _reader = reader
 
 #: the real gateway, used once an account is configured
 FIBO_API_URL = "https://ha-api.fibosms.com"
@@ -309,9 +318,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default: the process environment and ``./.env``)."""
-        from worker.settings.load import parse, process_env
-
-        return parse(process_env() if env is None else env)
+        # the reader lives in worker.settings.load, which imports this module; the package
+        # installs it (worker/settings/__init__.py), so this module imports nothing back
+        assert _reader is not None, "import worker.settings, not worker.settings.model alone"
+        return _reader(env)
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for printing: no password, no URL credentials."""
