@@ -32,8 +32,7 @@ from worker.errors import (
     TransientError,
     UnreadableReply,
 )
-from worker.gateway import FiboClient, SendReceipt, Totals, get_client
-from worker.gateway import client as client_module
+from worker.gateway import FiboClient, SendReceipt, Totals
 from worker.sandbox import SandboxServer
 from worker.settings import Settings
 
@@ -679,29 +678,3 @@ def test_the_soap_body_escapes_the_credentials(
             assert c.balance() >= 0
     finally:
         tricky.stop()
-
-
-# -- one client per process --------------------------------------------------------------
-
-
-def test_get_client_gives_one_client_per_process(
-    sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # start from (and restore) an empty per-process cache
-    monkeypatch.setattr(client_module, "_client", None)
-    monkeypatch.setattr(client_module, "_client_pid", None)
-    first = get_client(sandbox_settings)
-    assert get_client(sandbox_settings) is first
-
-    # a forked child sees another pid and builds its own, leaving the parent's alone
-    with monkeypatch.context() as forked:
-        forked.setattr(client_module.os, "getpid", lambda: -1)
-        child = get_client(sandbox_settings)
-        assert child is not first
-        assert get_client(sandbox_settings) is child
-
-    # other settings, another client
-    other = dataclasses.replace(sandbox_settings, read_timeout_seconds=2.0)
-    rebuilt = get_client(other)
-    assert rebuilt is not child and rebuilt.settings == other
-    rebuilt.close()

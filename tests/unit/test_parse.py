@@ -88,7 +88,6 @@ def test_the_package_exports_exactly_its_public_surface() -> None:
         "FiboClient",
         "SendReceipt",
         "Totals",
-        "get_client",
         "parse_balance",
         "parse_send",
         "parse_totals",

@@ -40,8 +40,6 @@ returns a verdict, and the error is raised afterwards, with no ``__cause__`` or
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -118,8 +116,8 @@ T = TypeVar("T")
 class FiboClient:
     """FIBO's SendMaskedSMS, GetClientBalance and GetTotalMt over one pooled session.
 
-    Build one per process after the fork (see :func:`get_client`); building connects to
-    nothing. Timeouts come from the settings, in seconds.
+    Build one per process after the fork (``fibosms.celeryapp.resources`` does); building
+    connects to nothing. Timeouts come from the settings, in seconds.
     """
 
     def __init__(
@@ -410,36 +408,3 @@ def _log_retry(state: RetryCallState) -> None:
         sleep,
         type(exc).__name__ if exc is not None else "?",
     )
-
-
-# -- one client per process ----------------------------------------------------------------
-
-_lock = threading.Lock()
-_client: FiboClient | None = None
-_client_pid: int | None = None
-
-
-def get_client(settings: Settings) -> FiboClient:
-    """This process's client for ``settings``, built on first use.
-
-    Rebuilt after a fork (a Celery prefork child must not share its parent's sockets)
-    and when called with different settings.
-    """
-    global _client, _client_pid
-    with _lock:
-        pid = os.getpid()
-        if _client is None or _client_pid != pid or _client.settings != settings:
-            if _client is not None and _client_pid == pid:
-                _client.close()
-            # a parent's client is dropped, not closed: its sockets are the parent's
-            _client, _client_pid = FiboClient(settings), pid
-        return _client
-
-
-def _reset_after_fork() -> None:
-    global _lock
-    # another thread may have held the lock at the fork; the child starts afresh
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
