@@ -125,10 +125,10 @@ def start_flower(tmp_path: Path) -> Iterator[Callable[..., FlowerProcess]]:
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(pg_url, redis_url)
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 

@@ -27,7 +27,7 @@ GATEWAY_DELAY = 40.0
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(
         pg_url,
@@ -37,7 +37,7 @@ def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stac
         FIBOSMS_READ_TIMEOUT_SECONDS="30",
         FIBOSMS_SENDING_TIMEOUT_SECONDS="120",
     )
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from worker.decide import AMBIGUOUS
 from worker.gateway import FiboClient
 from worker.kinds import Kind
@@ -44,7 +44,7 @@ def settings(sandbox_settings: Settings, sqlite_url: str) -> Settings:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
     database = Database(settings.database_url)
-    _clean(database)
+    clean_ledger(database)
     yield database
     database.dispose()
 
