@@ -16,6 +16,7 @@ from worker.kinds import Kind
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.outbox import insert_messages
+from worker.ledger.suppressions import suppressed_among
 from worker.publish import Publishes
 from worker.rules.phone import mask_phone
 from worker.settings import Settings
@@ -81,6 +82,11 @@ class Producer:
                 raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
         return self._accept(validated, session=session)
 
+    def accept(self, messages: list[NewMessage], *, session: Session | None = None) -> list[int]:
+        """Accept messages that :func:`producer.validate.validate` already checked (a
+        campaign checks every row before it accepts any); ids in the same order."""
+        return self._accept(messages, session=session)
+
     # -- recording -------------------------------------------------------------------------
 
     def _accept(self, messages: list[NewMessage], *, session: Session | None) -> list[int]:
@@ -100,11 +106,16 @@ class Producer:
     ) -> tuple[list[int], list[tuple[int, str]]]:
         """Insert the rows; returns every id in order and the (id, queue) pairs to publish."""
         at = now()
-        rows = [m.row(at) for m in messages]
+        kinds = self.settings.suppress_kinds
+        checked = [m.recipient for m in messages if m.kind in kinds]
+        listed = suppressed_among(session, checked) if checked else set()
+        rows = [m.row(at, suppressed=m.kind in kinds and m.recipient in listed) for m in messages]
         recorded = insert_messages(session, rows)
         fresh: list[tuple[int, str]] = []
         for i in recorded.inserted:
             m = messages[i]
+            if rows[i]["status"] != "queued":
+                continue
             # a keyed row is published when it was recorded as due now; a plain one when
             # it has no send_at
             due_now = m.publish_now if m.idempotency_key is None else (

@@ -39,6 +39,8 @@ def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
         "first_attempt_at": _iso(m.first_attempt_at),
         "sent_at": _iso(m.sent_at),
         "expires_at": _iso(m.expires_at),
+        "campaign": m.campaign,
+        "hold_reason": m.hold_reason,
     }
 
 

@@ -2,8 +2,10 @@
 
 The group lives here and gathers the commands of each audience: applications
 (:mod:`fibosms.cli.apps`), operators (:mod:`fibosms.cli.operators`) and long-lived processes
-(:mod:`fibosms.cli.processes`). Those import only the shared :mod:`fibosms.cli.output` and
-:mod:`fibosms.cli.params`, never this module. Exit codes are listed in ``output``.
+(:mod:`fibosms.cli.processes`), campaigns (:mod:`fibosms.cli.campaigns`) and the
+suppression list (:mod:`fibosms.cli.suppressions`). Those import only the shared
+:mod:`fibosms.cli.output` and :mod:`fibosms.cli.params`, never this module. Exit codes are
+listed in ``output``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import click
 
-from fibosms.cli import apps, operators, processes
+from fibosms.cli import apps, campaigns, operators, processes, suppressions
 from fibosms.cli.output import EXIT_USAGE, fail
 
 
@@ -64,7 +66,13 @@ def main() -> None:
     """
 
 
-for _command in (*apps.COMMANDS, *operators.COMMANDS, *processes.COMMANDS):
+for _command in (
+    *apps.COMMANDS,
+    *operators.COMMANDS,
+    *processes.COMMANDS,
+    *campaigns.COMMANDS,
+    *suppressions.COMMANDS,
+):
     main.add_command(_command)
 
 
