@@ -154,7 +154,8 @@ def hold(
         return 0
     statement = (
         update(_M)
-        .where(_M.c.id == bindparam("mid"), _M.c.status.in_(SENDABLE))
+        # no IN (…): an expanding list cannot be sent as an executemany
+        .where(_M.c.id == bindparam("mid"), or_(*(_M.c.status == s for s in SENDABLE)))
         .values(
             hold_reason=reason.value,
             next_attempt_at=bindparam("due", type_=UTCDateTime()),
