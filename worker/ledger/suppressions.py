@@ -51,8 +51,9 @@ def add_suppressions(
                 [{"phone": p, "reason": reason, "source": source, "created_at": now} for p in chunk]
             )
             .on_conflict_do_nothing(index_elements=["phone"])
+            .returning(_SUP.c.phone)
         )
-        added += int(session.connection().execute(statement).rowcount)
+        added += len(session.connection().execute(statement).all())
     return added
 
 

@@ -150,8 +150,8 @@ def is_labelled(text: str) -> bool:
 
 def apply_label(text: str, mode: LabelMode) -> str:
     """The text as it must go out under ``mode``; ValidationError when ``require`` refuses."""
-    if mode == "off":
-        return text
+    if mode == "off" or not text.strip():
+        return text  # an empty text is refused by the text rules, not hidden by a label
     if is_labelled(text):
         return text.lstrip()
     if mode == "require":
