@@ -98,6 +98,16 @@ def test_outside_the_window_a_marketing_message_is_held_not_attempted(
     assert local_due.hour == int(window[:2]) and local_due.minute == 0
     assert now() + timedelta(hours=hours - 1) < held.next_attempt_at
     assert sandbox.calls() == []
+    # and the metrics count it as held
+    from worker.metrics.ledger import LedgerCollector
+
+    samples = {
+        (sample.name, sample.labels.get("reason")): sample.value
+        for family in LedgerCollector(s, database).collect()
+        for sample in family.samples
+    }
+    assert samples[("fibosms_held_messages", "quiet_hours")] == 1
+    assert samples[("fibosms_held_messages", "daily_cap")] == 0
     # while an OTP goes at any hour
     with FiboClient(s) as client:
         assert process_message(

@@ -247,3 +247,19 @@ def lock_numbers(conn: Connection, phones: Sequence[str], now: datetime) -> None
             index_elements=["phone"], set_={"locked_at": statement.excluded.locked_at}
         )
     )
+
+
+def held_counts(conn: Connection) -> dict[str, int]:
+    """Queued or retrying messages held back, by hold reason (for the metrics)."""
+    rows = conn.execute(
+        select(_M.c.hold_reason, func.count())
+        .where(_M.c.status.in_(SENDABLE), _M.c.hold_reason.is_not(None))
+        .group_by(_M.c.hold_reason)
+    )
+    counts = {reason.value: 0 for reason in HoldReason}
+    counts.update({str(reason): int(n) for reason, n in rows})
+    return counts
+
+
+def suppression_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(_SUP)).scalar_one())
