@@ -13,7 +13,7 @@ statement that names the state it expects:
   leaves the 24 hours.
 
 The cap is race-free across workers and machines: the claim first writes its numbers' rows
-in ``sms_cap_counters`` (in phone order, so two claims never deadlock). On PostgreSQL that
+in ``sms_cap_counters`` (in key order, so two claims never deadlock). On PostgreSQL that
 locks them until the claim commits; SQLite serialises writers anyway. Only then are the
 numbers' sends of the last 24 hours counted, so a second worker waits for the first's
 claims and counts them. A hold spends no attempt and no claim token.
@@ -21,6 +21,7 @@ claims and counts them. A hold spends no attempt and no claim token.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -235,16 +236,22 @@ def _within_cap(conn: Connection, rows: Sequence[object], *, now: datetime, cap:
     return allowed
 
 
+def number_key(phone: str) -> str:
+    """The cap row's key for a number: a digest, so the table holds no number in clear."""
+    return hashlib.sha256(phone.encode()).hexdigest()
+
+
 def lock_numbers(conn: Connection, phones: Sequence[str], now: datetime) -> None:
-    """Write (and so lock, until the transaction ends) each number's cap row, in order."""
+    """Write (and so lock, until the transaction ends) each number's cap row, in key order."""
     if not phones:
         return
+    keys = sorted({number_key(p) for p in phones})
     dialect = conn.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(_CAP).values([{"phone": p, "locked_at": now} for p in phones])
+    statement = insert(_CAP).values([{"number_key": k, "locked_at": now} for k in keys])
     conn.execute(
         statement.on_conflict_do_update(
-            index_elements=["phone"], set_={"locked_at": statement.excluded.locked_at}
+            index_elements=["number_key"], set_={"locked_at": statement.excluded.locked_at}
         )
     )
 

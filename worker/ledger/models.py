@@ -140,14 +140,15 @@ class Campaign(Base):
 class CapCounter(Base):
     """One row per number that got marketing: the lock the daily cap is counted under.
 
-    A claim of marketing messages locks its numbers' rows (in phone order) before it counts
+    A claim of marketing messages locks its numbers' rows (in key order) before it counts
     what those numbers had in the last 24 hours, so two workers never both take the last
     slot of a number.
     """
 
     __tablename__ = "sms_cap_counters"
 
-    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: SHA-256 of the number in national form: the lock needs no number in clear
+    number_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -3,8 +3,8 @@
 ``sms_messages`` gains ``campaign`` and ``hold_reason`` (a queued marketing message waiting for
 the quiet hours to end or for its number's daily cap to free up). ``sms_suppressions`` lists
 numbers that get no message of the suppressed kinds; ``sms_campaigns`` remembers each campaign
-and whether it was cancelled; ``sms_cap_counters`` holds one row per number, the lock the
-daily cap is counted under.
+and whether it was cancelled; ``sms_cap_counters`` holds one row per number (a digest of it,
+not the number), the lock the daily cap is counted under.
 
 Revision ID: 0004c
 Revises: 0003
@@ -45,7 +45,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "sms_cap_counters",
-        sa.Column("phone", sa.String(16), primary_key=True),
+        sa.Column("number_key", sa.String(64), primary_key=True),
         sa.Column("locked_at", UTCDateTime(), nullable=False),
     )
 
