@@ -13,6 +13,7 @@ from producer.validate import OPTIONS, NewMessage, validate
 from worker.clock import now
 from worker.errors import ValidationError
 from worker.kinds import Kind
+from worker.ledger.campaigns import ensure_campaign
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.outbox import insert_messages
@@ -110,6 +111,8 @@ class Producer:
         checked = [m.recipient for m in messages if m.kind in kinds]
         listed = suppressed_among(session, checked) if checked else set()
         rows = [m.row(at, suppressed=m.kind in kinds and m.recipient in listed) for m in messages]
+        for name in sorted({m.campaign for m in messages if m.campaign is not None}):
+            ensure_campaign(session, name, at)
         recorded = insert_messages(session, rows)
         fresh: list[tuple[int, str]] = []
         for i in recorded.inserted:

@@ -28,7 +28,6 @@ from worker.ledger.campaigns import (
     campaign,
     campaigns,
     cancel_campaign,
-    ensure_campaign,
     sent_since,
 )
 from worker.ledger.db import Database
@@ -261,8 +260,6 @@ def send_campaign(
     if dry_run or (errors and not skip_invalid):
         return report
     producer = Producer(settings=settings, db=db, publisher=publisher)
-    with db.transaction() as session:
-        ensure_campaign(session, name, utcnow())
     done = 0
     for batch in _batches([m for _, m in good], BATCH_ROWS):
         with db.sessions() as session:

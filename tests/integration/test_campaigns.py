@@ -317,3 +317,39 @@ def test_a_campaign_sent_at_a_later_time_is_not_due_before_it(
     with database.sessions() as session:
         [r] = session.scalars(select(Message).where(Message.campaign == "later"))
     assert r.next_attempt_at == at and r.published_at is None
+
+
+def test_an_attempt_of_unknown_outcome_counts_toward_the_cap(
+    database: Database, rules_env: dict[str, str]
+) -> None:
+    # Given a marketing message whose one attempt timed out after the request left
+    s = make_settings(rules_env, FIBOSMS_MARKETING_DAILY_CAP="1")
+    policy = MarketingPolicy.from_settings(s)
+    first = enqueue(s, database, PHONE, idempotency_key="a")
+    second = enqueue(s, database, PHONE, idempotency_key="b")
+    with database.transaction() as session:
+        [m] = claim_many(session, [first], now(), policy)
+        dead = Transition(Status.DEAD, error="read timeout", ambiguous=True,
+                          failure_class="ambiguous", meaning="outcome unknown")
+        assert finish_attempt(session, m.holder, dead, now())
+    # When the next one to the same number is claimed, Then it may have been the one: held
+    with database.transaction() as session:
+        assert claim_many(session, [second], now(), policy) == []
+    assert row(database, second).hold_reason == "daily_cap"
+
+
+def test_enqueue_many_with_a_campaign_makes_the_campaign_visible(
+    database: Database, rules_env: dict[str, str]
+) -> None:
+    from worker.campaigns import list_campaigns, show_campaign
+
+    s = make_settings(rules_env)
+    producer = Producer(settings=s, db=database, publisher=RecordingPublisher())
+    producer.enqueue_many([
+        {"phone": PHONE, "text": "Uu dai", "campaign": "api-1"},
+        {"phone": OTHER, "text": "Uu dai", "campaign": "api-1"},
+    ])
+    shown = show_campaign(database, "api-1")
+    assert shown is not None and shown["counts"] == {"queued": 2}
+    assert [c["campaign"] for c in list_campaigns(database)] == ["api-1"]
+    assert cancel(database, "api-1") == 2

@@ -211,18 +211,29 @@ def _within_cap(conn: Connection, rows: Sequence[object], *, now: datetime, cap:
         by_phone[row.recipient].append((row.id, row.expires_at))  # type: ignore[attr-defined]
     phones = sorted(by_phone)
     lock_numbers(conn, phones, now)
+    since = now - CAP_WINDOW
     sends: dict[str, list[datetime]] = defaultdict(list)
-    for phone, status, sent_at in conn.execute(
-        select(_M.c.recipient, _M.c.status, _M.c.sent_at).where(
+    for phone, status, sent_at, updated_at in conn.execute(
+        select(_M.c.recipient, _M.c.status, _M.c.sent_at, _M.c.updated_at).where(
             _M.c.recipient.in_(phones),
             _M.c.kind == Kind.MARKETING.value,
             or_(
                 _M.c.status == Status.SENDING.value,
-                and_(_M.c.sent_at.is_not(None), _M.c.sent_at > now - CAP_WINDOW),
+                and_(_M.c.sent_at.is_not(None), _M.c.sent_at > since),
+                # an attempt whose outcome is unknown may have reached the handset: it
+                # counts, as of the row's last change, unless the message was sent since
+                and_(
+                    _M.c.sent_at.is_(None),
+                    _M.c.ambiguous_attempts > 0,
+                    _M.c.updated_at > since,
+                ),
             ),
         )
     ):
-        sends[phone].append(now if status == Status.SENDING.value else sent_at)
+        if status == Status.SENDING.value:
+            sends[phone].append(now)
+        else:
+            sends[phone].append(sent_at if sent_at is not None else updated_at)
     allowed: list[int] = []
     held: list[tuple[int, datetime]] = []
     for phone in phones:
