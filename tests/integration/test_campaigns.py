@@ -353,3 +353,34 @@ def test_enqueue_many_with_a_campaign_makes_the_campaign_visible(
     assert shown is not None and shown["counts"] == {"queued": 2}
     assert [c["campaign"] for c in list_campaigns(database)] == ["api-1"]
     assert cancel(database, "api-1") == 2
+
+
+def test_a_campaign_started_at_21_50_sends_until_22_and_resumes_at_07(
+    database: Database, rules_env: dict[str, str]
+) -> None:
+    # Given the decree's window and a clock the test controls (Vietnam = UTC+7)
+    s = make_settings(rules_env, FIBOSMS_MARKETING_HOURS="07:00-22:00",
+                      FIBOSMS_MARKETING_DAILY_CAP="0")
+    policy = MarketingPolicy.from_settings(s)
+    day = now().astimezone(VIETNAM).replace(hour=0, minute=0, second=0, microsecond=0)
+    at_2150, at_2200 = day + timedelta(hours=21, minutes=50), day + timedelta(hours=22)
+    ids = [enqueue(s, database, f"09123460{n:02d}") for n in range(4)]
+    with database.transaction() as session:
+        session.execute(
+            Message.__table__.update().values(next_attempt_at=at_2150 - timedelta(minutes=1))
+        )
+    # When a worker claims two at 21:50, Then they go
+    with database.transaction() as session:
+        assert len(claim_many(session, ids[:2], at_2150, policy)) == 2
+    # When the rest come up at 22:00, Then they are held until 07:00 the next morning
+    with database.transaction() as session:
+        assert claim_many(session, ids[2:], at_2200, policy) == []
+    opening = day + timedelta(days=1, hours=7)
+    dues = [row(database, i).next_attempt_at for i in ids[2:]]
+    assert all(opening <= d < opening + timedelta(seconds=5) for d in dues)
+    assert {row(database, i).hold_reason for i in ids[2:]} == {"quiet_hours"}
+    # a minute before 07:00 nothing goes; from their due times they do
+    with database.transaction() as session:
+        assert claim_many(session, ids[2:], opening - timedelta(minutes=1), policy) == []
+    with database.transaction() as session:
+        assert len(claim_many(session, ids[2:], max(dues), policy)) == 2
