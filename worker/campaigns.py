@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,8 +43,6 @@ from worker.settings import Settings
 
 #: rows per transaction when accepting a campaign
 BATCH_ROWS = 2000
-#: the longest field a CSV row may hold (a text far over the longest SMS)
-MAX_FIELD = 10_000
 #: how far back ``campaign show`` looks to measure the send rate
 RATE_WINDOW = timedelta(minutes=10)
 
@@ -121,7 +119,6 @@ def read_csv(data: bytes, *, required: tuple[str, ...] = ("phone",)) -> CsvTable
     header = text.split("\n", 1)[0]
     delimiter = ";" if header.count(";") > header.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    csv.field_size_limit(MAX_FIELD)
     try:
         columns = [c.strip().lower() for c in next(reader, [])]
         missing = [c for c in required if c not in columns]
@@ -386,6 +383,3 @@ def import_suppressions(
             progress(min(start + BATCH_ROWS, len(phones)), len(phones))
     return result
 
-
-def counts_by(items: Mapping[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(items.items())) or "none"
