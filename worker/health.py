@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celeryconfig import is_redis
+from worker import clock
 from worker.settings import Settings
 
 #: seconds one check may take before it is reported as failed
@@ -74,24 +75,12 @@ def check_broker(settings: Settings) -> str:
 
 def check_database(settings: Settings) -> str:
     """``SELECT 1``, then the Alembic revision against the migrations' head."""
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
-    from sqlalchemy import text
 
-    from worker.ledger.db import make_engine
     from worker.ledger.migrate import alembic_config
+    from worker.ledger.views import database_revision
 
-    kwargs: dict[str, Any] = {}
-    if settings.database_url.startswith("postgresql"):
-        kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-                  "pool_size": 1, "max_overflow": 0}
-    engine = make_engine(settings.database_url, **kwargs)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            current = MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    current = database_revision(settings.database_url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
     if current != head:
         raise RuntimeError(
@@ -116,23 +105,17 @@ STALE_POLL_INTERVALS = 3
 
 def check_polls(settings: Settings) -> str:
     """The last balance and totals polls are recent: beat and the polls are running."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy import func, select
-
+    from worker.ledger.account import last_polls
     from worker.ledger.db import Database
-    from worker.ledger.models import BalancePoll, TotalsPoll
 
     db = Database(settings.database_url)
     try:
         with db.sessions() as session:
-            last = {
-                "balance": session.scalar(select(func.max(BalancePoll.polled_at))),
-                "totals": session.scalar(select(func.max(TotalsPoll.polled_at))),
-            }
+            polls = last_polls(session)
     finally:
         db.dispose()
-    now = datetime.now(UTC)
+    last = {"balance": polls.balance, "totals": polls.totals}
+    now = clock.now()
     limits = {
         "balance": settings.balance_poll_seconds * STALE_POLL_INTERVALS + 60,
         "totals": settings.totals_poll_seconds * STALE_POLL_INTERVALS + 60,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import Failure, Message
+from worker.ledger.views import FailureRecord, failures, failures_of, message_record
 from worker.rules.phone import mask_phone
 
 
@@ -18,7 +17,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
     """``fibosms status``: one message's state, its number masked and its text left out."""
-    m = session.get(Message, message_id)
+    m = message_record(session, message_id)
     if m is None:
         return None
     return {
@@ -43,7 +42,8 @@ def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
     }
 
 
-def failure_dict(f: Failure, recipient: str | None = None) -> dict[str, Any]:
+def failure_dict(f: FailureRecord) -> dict[str, Any]:
+    """A dead letter as the command line prints it (the recipient masked, when present)."""
     out: dict[str, Any] = {
         "failure_id": f.id,
         "message_id": f.message_id,
@@ -56,8 +56,8 @@ def failure_dict(f: Failure, recipient: str | None = None) -> dict[str, Any]:
         "replayed_at": _iso(f.replayed_at),
         "replayed_by": f.replayed_by,
     }
-    if recipient is not None:
-        out["recipient"] = mask_phone(recipient)
+    if f.recipient is not None:
+        out["recipient"] = mask_phone(f.recipient)
     return out
 
 
@@ -70,20 +70,12 @@ def list_failures(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Dead letters, newest first; by default only those not replayed yet."""
-    query = select(Failure, Message.recipient).join(Message, Message.id == Failure.message_id)
-    if code is not None:
-        query = query.where(Failure.code == code)
-    if since is not None:
-        query = query.where(Failure.failed_at >= since)
-    if not include_replayed:
-        query = query.where(Failure.replayed_at.is_(None))
-    query = query.order_by(Failure.failed_at.desc(), Failure.id.desc()).limit(limit)
-    return [failure_dict(f, recipient) for f, recipient in session.execute(query)]
+    rows = failures(
+        session, code=code, since=since, include_replayed=include_replayed, limit=limit
+    )
+    return [failure_dict(f) for f in rows]
 
 
 def failure_history(session: Session, message_id: int) -> list[dict[str, Any]]:
     """Every failure row of one message, oldest first: its replay history."""
-    rows = session.scalars(
-        select(Failure).where(Failure.message_id == message_id).order_by(Failure.id)
-    )
-    return [failure_dict(f) for f in rows]
+    return [failure_dict(f) for f in failures_of(session, message_id)]

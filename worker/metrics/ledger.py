@@ -1,14 +1,14 @@
 """Metrics read from the ledger at scrape time: right however many workers there are.
 
 Each *probe* is a plain function ``(session, context) -> metric families``; the collector
-runs them in order in one session at every scrape. The queries stay cheap on a large
-ledger: the in-flight statuses (``ix_sms_messages_status_due``), rows created or sent in
-the last ``FIBOSMS_METRICS_WINDOW_SECONDS`` (``ix_sms_messages_created_at``,
-``ix_sms_messages_sent_at``), and ``sms_failures`` (small: dead letters only). Nothing
-scans every sent message.
+runs them in order in one session at every scrape. The reads are named functions of
+:mod:`worker.ledger.metrics` and :mod:`worker.ledger.account`, kept cheap on a large ledger
+(the in-flight statuses, rows created or sent in the last ``FIBOSMS_METRICS_WINDOW_SECONDS``,
+and the dead letters). Nothing scans every sent message.
 
-**Adding gauges**: write a probe below and add it to :data:`PROBES`; a probe that fails is
-logged and reported through ``fibosms_ledger_up`` without hiding the others.
+**Adding gauges**: write a probe below (and its read in the ledger) and add it to
+:data:`PROBES`; a probe that fails is logged and reported through ``fibosms_ledger_up``
+without hiding the others.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,20 +27,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from celeryconfig import QUEUES
+from worker import clock
+from worker.ledger import metrics as reads
+from worker.ledger.account import last_polls, latest_balance
 from worker.ledger.db import Database
-from worker.ledger.models import (
-    IN_FLIGHT,
-    SENDABLE,
-    BalancePoll,
-    Failure,
-    Message,
-    Status,
-    TotalsPoll,
-)
 from worker.settings import Settings
 from worker.watch.account import current_pause
 from worker.watch.alerts import open_alerts
@@ -56,11 +48,10 @@ LATENCY_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
 
 @dataclass(frozen=True)
 class ProbeContext:
-    """What every probe may use: the settings, the scrape's time, the SQL dialect."""
+    """What every probe may use: the settings and the scrape's time."""
 
     settings: Settings
     now: datetime
-    dialect: str
 
     @property
     def window_start(self) -> datetime:
@@ -76,23 +67,8 @@ def _code(value: int | None) -> str:
 
 def backlog(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     """Messages not yet final, whatever their age; what is overdue, unpublished, stalled."""
-    due = Message.status.in_(SENDABLE) & (Message.next_attempt_at <= ctx.now)
     stalled_before = ctx.now - timedelta(seconds=ctx.settings.sending_timeout_seconds)
-    stalled = (Message.status == Status.SENDING.value) & (Message.claimed_at < stalled_before)
-    rows = session.execute(
-        select(
-            Message.status,
-            Message.queue,
-            Message.last_code,
-            func.count(),
-            func.sum(case((Message.status.in_(SENDABLE) & Message.published_at.is_(None), 1),
-                          else_=0)),
-            func.sum(case((stalled, 1), else_=0)),
-            func.min(case((due, Message.next_attempt_at))),
-        )
-        .where(Message.status.in_(IN_FLIGHT))
-        .group_by(Message.status, Message.queue, Message.last_code)
-    ).all()
+    groups = reads.backlog(session, now=ctx.now, stalled_before=stalled_before)
     messages = GaugeMetricFamily(
         "fibosms_messages_in_flight",
         "Messages not yet final (queued, sending, retrying), by status, queue and last code.",
@@ -101,13 +77,13 @@ def backlog(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     unpublished: dict[str, float] = dict.fromkeys(QUEUES, 0.0)
     stalled_count: dict[str, float] = dict.fromkeys(QUEUES, 0.0)
     oldest: dict[str, float] = dict.fromkeys(QUEUES, 0.0)
-    for status, queue, last_code, count, n_unpublished, n_stalled, oldest_due in rows:
-        messages.add_metric([status, queue, _code(last_code)], count)
-        unpublished[queue] = unpublished.get(queue, 0.0) + (n_unpublished or 0)
-        stalled_count[queue] = stalled_count.get(queue, 0.0) + (n_stalled or 0)
-        if oldest_due is not None:
-            age = max(0.0, (ctx.now - oldest_due).total_seconds())
-            oldest[queue] = max(oldest.get(queue, 0.0), age)
+    for g in groups:
+        messages.add_metric([g.status, g.queue, _code(g.last_code)], g.count)
+        unpublished[g.queue] = unpublished.get(g.queue, 0.0) + g.unpublished
+        stalled_count[g.queue] = stalled_count.get(g.queue, 0.0) + g.stalled
+        if g.oldest_due is not None:
+            age = max(0.0, (ctx.now - g.oldest_due).total_seconds())
+            oldest[g.queue] = max(oldest.get(g.queue, 0.0), age)
     yield messages
     yield _per_queue(
         "fibosms_oldest_due_seconds",
@@ -128,18 +104,7 @@ def backlog(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
 
 def recent_outcomes(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     """Messages accepted within the window, by where they are now; their attempts."""
-    rows = session.execute(
-        select(
-            Message.status,
-            Message.queue,
-            Message.last_code,
-            func.count(),
-            func.sum(Message.attempts),
-            func.sum(Message.ambiguous_attempts),
-        )
-        .where(Message.created_at >= ctx.window_start)
-        .group_by(Message.status, Message.queue, Message.last_code)
-    ).all()
+    groups = reads.created_since(session, ctx.window_start)
     messages = GaugeMetricFamily(
         "fibosms_recent_messages",
         "Messages accepted in the last FIBOSMS_METRICS_WINDOW_SECONDS, by current status, "
@@ -148,10 +113,10 @@ def recent_outcomes(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     )
     attempts: dict[tuple[str, str], float] = defaultdict(float)
     ambiguous: dict[tuple[str, str], float] = defaultdict(float)
-    for status, queue, last_code, count, n_attempts, n_ambiguous in rows:
-        messages.add_metric([status, queue, _code(last_code)], count)
-        attempts[(status, queue)] += n_attempts or 0
-        ambiguous[(status, queue)] += n_ambiguous or 0
+    for g in groups:
+        messages.add_metric([g.status, g.queue, _code(g.last_code)], g.count)
+        attempts[(g.status, g.queue)] += g.attempts
+        ambiguous[(g.status, g.queue)] += g.ambiguous_attempts
     yield messages
     yield _by_status_queue(
         "fibosms_recent_attempts",
@@ -167,18 +132,7 @@ def recent_outcomes(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
 
 def enqueue_to_accepted(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     """A histogram of acceptance to the gateway's 200, over messages sent in the window."""
-    seconds = _seconds_between(Message.created_at, Message.sent_at, ctx.dialect)
-    columns: list[Any] = [
-        Message.queue,
-        func.count(),
-        func.coalesce(func.sum(seconds), 0.0),
-    ]
-    columns += [func.sum(case((seconds <= bound, 1), else_=0)) for bound in LATENCY_BUCKETS]
-    rows = session.execute(
-        select(*columns)
-        .where(Message.sent_at >= ctx.window_start, Message.status == Status.SENT.value)
-        .group_by(Message.queue)
-    ).all()
+    groups = reads.sent_latency(session, ctx.window_start, LATENCY_BUCKETS)
     family = GaugeHistogramMetricFamily(
         "fibosms_enqueue_to_accepted_seconds",
         "Time from acceptance (the ledger row) to the gateway's success, over the messages "
@@ -186,12 +140,11 @@ def enqueue_to_accepted(session: Session, ctx: ProbeContext) -> Iterator[Metric]
         labels=["queue"],
     )
     seen = set()
-    for queue, count, total, *cumulative in rows:
-        seen.add(queue)
-        buckets = [(_le(b), float(c or 0)) for b, c in zip(LATENCY_BUCKETS, cumulative,
-                                                           strict=True)]
-        buckets.append(("+Inf", float(count)))
-        family.add_metric([queue], buckets, gsum_value=float(total))
+    for g in groups:
+        seen.add(g.queue)
+        buckets = [(_le(b), float(c)) for b, c in zip(LATENCY_BUCKETS, g.at_most, strict=True)]
+        buckets.append(("+Inf", float(g.count)))
+        family.add_metric([g.queue], buckets, gsum_value=g.total_seconds)
     for queue in QUEUES:
         if queue not in seen:
             empty = [(_le(b), 0.0) for b in LATENCY_BUCKETS] + [("+Inf", 0.0)]
@@ -202,14 +155,7 @@ def enqueue_to_accepted(session: Session, ctx: ProbeContext) -> Iterator[Metric]
 def dead_letters(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     """Every dead letter ever (a counter: failure rows are kept, replayed or not) and the
     open ones."""
-    rows = session.execute(
-        select(
-            Failure.code,
-            Failure.cls,
-            func.count(),
-            func.sum(case((Failure.replayed_at.is_(None), 1), else_=0)),
-        ).group_by(Failure.code, Failure.cls)
-    ).all()
+    groups = reads.dead_letter_counts(session)
     total = CounterMetricFamily(
         "fibosms_dead_letters",
         "Dead letters written to sms_failures, by FIBO code and class (kept after a replay).",
@@ -220,21 +166,17 @@ def dead_letters(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
         "Dead letters not replayed, by FIBO code and class.",
         labels=["code", "class"],
     )
-    for code, cls, count, n_open in rows:
-        total.add_metric([_code(code), cls], count)
-        open_.add_metric([_code(code), cls], n_open or 0)
+    for g in groups:
+        total.add_metric([_code(g.code), g.cls], g.count)
+        open_.add_metric([_code(g.code), g.cls], g.open)
     yield total
     yield open_
 
 
 def account_watch(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     """The balance, the age of the last polls, the pause, today's reconciliation, alerts."""
-    balance = session.execute(
-        select(BalancePoll.balance, BalancePoll.polled_at)
-        .order_by(BalancePoll.polled_at.desc(), BalancePoll.id.desc())
-        .limit(1)
-    ).first()
-    last_totals = session.scalar(select(func.max(TotalsPoll.polled_at)))
+    balance = latest_balance(session)
+    polls = last_polls(session)
     if balance is not None:
         yield GaugeMetricFamily(
             "fibosms_balance", "The account's balance at the last poll (messages or VND).",
@@ -245,7 +187,7 @@ def account_watch(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
         "Seconds since the last successful poll of the gateway.",
         labels=["poll"],
     )
-    for name, at in (("balance", balance.polled_at if balance else None), ("totals", last_totals)):
+    for name, at in (("balance", polls.balance), ("totals", polls.totals)):
         if at is not None:
             ages.add_metric([name], (ctx.now - at).total_seconds())
     yield ages
@@ -298,7 +240,7 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         started = time.monotonic()
         up = 1.0
-        ctx = ProbeContext(self.settings, datetime.now(UTC), self.db.dialect)
+        ctx = ProbeContext(self.settings, clock.now())
         try:
             with self.db.sessions() as session:
                 for probe in self.probes:
@@ -322,12 +264,6 @@ class LedgerCollector(Collector):
             "Time the ledger probes of this scrape took.",
             value=time.monotonic() - started,
         )
-
-
-def _seconds_between(start: Any, end: Any, dialect: str) -> ColumnElement[Any]:
-    if dialect == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return func.extract("epoch", end - start)
 
 
 def _le(bound: float) -> str:

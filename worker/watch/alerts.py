@@ -13,12 +13,17 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from worker.ledger.alerts import (
+    close_alert,
+    list_open_alerts,
+    mark_delivered,
+    open_alert,
+    undelivered_alerts,
+)
 from worker.ledger.db import Database
-from worker.ledger.models import Alert
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.alerts")
@@ -30,38 +35,25 @@ WEBHOOK_ATTEMPTS = 3
 
 def raise_alert(session: Session, *, kind: str, key: str, message: str, now: datetime) -> bool:
     """Open an alert for ``key`` unless one is open; True when this call opened it."""
-    open_already = session.scalar(
-        select(Alert.id).where(Alert.key == key, Alert.cleared_at.is_(None)).limit(1)
-    )
-    if open_already is not None:
+    if not open_alert(session, kind=kind, key=key, message=message, now=now):
         return False
-    session.add(Alert(kind=kind, key=key, message=message, raised_at=now))
-    session.flush()
     log.warning("ALERT %s: %s", kind, message, extra={"alert": kind, "alert_key": key})
     return True
 
 
 def clear_alert(session: Session, *, key: str, now: datetime) -> bool:
     """Close the open alert for ``key``; True when one was open."""
-    result = session.execute(
-        update(Alert)
-        .where(Alert.key == key, Alert.cleared_at.is_(None))
-        .values(cleared_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:  # type: ignore[attr-defined]
+    if close_alert(session, key=key, now=now):
         log.info("alert %s cleared", key, extra={"alert_key": key})
         return True
     return False
 
 
 def open_alerts(session: Session) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Alert).where(Alert.cleared_at.is_(None)).order_by(Alert.raised_at)
-    )
+    """The open alerts, oldest first, as the report and the command line show them."""
     return [
         {"kind": a.kind, "key": a.key, "message": a.message, "raised_at": a.raised_at.isoformat()}
-        for a in rows
+        for a in list_open_alerts(session)
     ]
 
 
@@ -70,11 +62,7 @@ def deliver_alerts(settings: Settings, db: Database, now: datetime) -> int:
     if settings.alert_webhook_url is None:
         return 0
     with db.sessions() as session:
-        pending = list(
-            session.scalars(
-                select(Alert).where(Alert.notified_at.is_(None)).order_by(Alert.id).limit(50)
-            )
-        )
+        pending = undelivered_alerts(session)
     delivered = 0
     for alert in pending:
         payload = {
@@ -92,12 +80,7 @@ def deliver_alerts(settings: Settings, db: Database, now: datetime) -> int:
             log.warning("alert webhook failed (%s); will try again", type(exc).__name__)
             break
         with db.transaction() as session:
-            session.execute(
-                update(Alert)
-                .where(Alert.id == alert.id)
-                .values(notified_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            mark_delivered(session, alert.id, now)
         delivered += 1
     return delivered
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from worker import clock
 from worker.ledger.db import Database
 from worker.sending import Publishes
 from worker.settings import Settings
@@ -16,7 +15,7 @@ def resume_sending(
     *, settings: Settings, db: Database, publisher: Publishes, by: str = "fibosms resume"
 ) -> tuple[bool, int]:
     """Resume a paused account and publish what waited; returns (was paused, published)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     with db.transaction() as session:
         was_paused = resume(session, by=by, now=now)
         clear_alert(session, key="paused", now=now)

@@ -11,14 +11,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.errors import FiboError
 from worker.gateway import Totals
+from worker.ledger.account import balances_since, record_balance, record_totals
 from worker.ledger.db import Database
-from worker.ledger.models import BalancePoll, TotalsPoll
 from worker.sending import Publishes
 from worker.settings import Settings
 from worker.sweep import publish_due
@@ -53,7 +52,7 @@ def poll_balance(
         log.warning("balance poll failed: %s", exc)
         return None
     with db.transaction() as session:
-        session.add(BalancePoll(balance=balance, polled_at=now))
+        record_balance(session, balance, now)
         resumed = balance > 0 and resume(
             session, by="balance poll", now=now, only_code=INSUFFICIENT_BALANCE
         )
@@ -88,13 +87,7 @@ def _check_low_balance(
 def spend_per_hour(session: Session, now: datetime) -> Decimal | None:
     """How fast the balance fell over the last 24 hours of polls (units per hour)."""
     since = now - timedelta(hours=24)
-    rows = list(
-        session.execute(
-            select(BalancePoll.balance, BalancePoll.polled_at)
-            .where(BalancePoll.polled_at >= since)
-            .order_by(BalancePoll.polled_at)
-        )
-    )
+    rows = balances_since(session, since)
     if len(rows) < 2:
         return None
     # sum only the falls, so a top-up inside the window does not hide the spending
@@ -119,16 +112,14 @@ def poll_totals(
         log.warning("totals poll failed: %s", exc)
         return None
     with db.transaction() as session:
-        session.add(
-            TotalsPoll(
-                day=day,
-                success=totals.success,
-                failed=totals.failed,
-                pending=totals.pending,
-                polled_at=now,
-            )
+        record_totals(
+            session,
+            day,
+            success=totals.success,
+            failed=totals.failed,
+            pending=totals.pending,
+            now=now,
         )
-        session.flush()
         return reconcile(session, day, tolerance=settings.reconcile_tolerance, now=now)
 
 

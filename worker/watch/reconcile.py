@@ -11,19 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import IN_FLIGHT, Failure, Message, Reconciliation, TotalsPoll
+from worker.ledger.account import ReconciliationRecord, latest_totals, save_reconciliation
+from worker.ledger.views import LocalCounts, day_counts
 from worker.watch.alerts import clear_alert, raise_alert
 from worker.watch.days import day_bounds
-
-
-@dataclass(frozen=True)
-class LocalCounts:
-    sent: int
-    dead: int
-    in_flight: int
 
 
 @dataclass(frozen=True)
@@ -47,32 +40,7 @@ class DayCheck:
 def local_counts(session: Session, day: date, *, until: datetime | None = None) -> LocalCounts:
     """Sent and dead-lettered during ``day`` (up to ``until``), and in flight now."""
     start, end = day_bounds(day)
-    sent_end = min(end, until) if until is not None else end
-    sent = session.scalar(
-        select(func.count()).select_from(Message).where(
-            Message.sent_at >= start, Message.sent_at < sent_end
-        )
-    )
-    dead = session.scalar(
-        select(func.count()).select_from(Failure).where(
-            Failure.failed_at >= start, Failure.failed_at < end
-        )
-    )
-    in_flight = session.scalar(
-        select(func.count()).select_from(Message).where(
-            Message.status.in_(IN_FLIGHT), Message.created_at < end
-        )
-    )
-    return LocalCounts(sent=int(sent or 0), dead=int(dead or 0), in_flight=int(in_flight or 0))
-
-
-def latest_totals(session: Session, day: date) -> TotalsPoll | None:
-    return session.scalars(
-        select(TotalsPoll)
-        .where(TotalsPoll.day == day)
-        .order_by(TotalsPoll.polled_at.desc(), TotalsPoll.id.desc())
-        .limit(1)
-    ).first()
+    return day_counts(session, start, end, sent_until=until)
 
 
 def check_day(session: Session, day: date, *, tolerance: int) -> DayCheck | None:
@@ -102,23 +70,21 @@ def reconcile(session: Session, day: date, *, tolerance: int, now: datetime) -> 
     check = check_day(session, day, tolerance=tolerance)
     if check is None:
         return None
-    row = session.get(Reconciliation, day)
-    values = {
-        "local_sent": check.sent_at_poll,
-        "local_dead": check.local.dead,
-        "local_in_flight": check.local.in_flight,
-        "gateway_success": check.gateway_success,
-        "gateway_failed": check.gateway_failed,
-        "gateway_pending": check.gateway_pending,
-        "difference": check.difference,
-        "mismatch": check.mismatch,
-        "checked_at": now,
-    }
-    if row is None:
-        session.add(Reconciliation(day=day, **values))
-    else:
-        for name, value in values.items():
-            setattr(row, name, value)
+    save_reconciliation(
+        session,
+        ReconciliationRecord(
+            day=day,
+            local_sent=check.sent_at_poll,
+            local_dead=check.local.dead,
+            local_in_flight=check.local.in_flight,
+            gateway_success=check.gateway_success,
+            gateway_failed=check.gateway_failed,
+            gateway_pending=check.gateway_pending,
+            difference=check.difference,
+            mismatch=check.mismatch,
+            checked_at=now,
+        ),
+    )
     key = f"mismatch:{day.isoformat()}"
     if check.mismatch:
         raise_alert(

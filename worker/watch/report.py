@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from worker.ledger.models import BalancePoll
+from worker.ledger.account import latest_balance
 from worker.watch.account import current_pause
 from worker.watch.alerts import open_alerts
 from worker.watch.reconcile import check_day, local_counts
@@ -18,11 +17,7 @@ def day_report(session: Session, day: date, *, tolerance: int) -> dict[str, Any]
     """The day's local counts, the gateway's latest totals, the balance, pause and alerts."""
     local = local_counts(session, day)
     check = check_day(session, day, tolerance=tolerance)
-    balance = session.execute(
-        select(BalancePoll.balance, BalancePoll.polled_at)
-        .order_by(BalancePoll.polled_at.desc(), BalancePoll.id.desc())
-        .limit(1)
-    ).first()
+    balance = latest_balance(session)
     gateway = None
     if check is not None:
         gateway = {
