@@ -1,0 +1,82 @@
+"""The ASGI application: ``create_app()`` builds it; its lifespan makes the resources.
+
+Building the app reads nothing and connects to nothing, so ``/openapi.json`` can be had
+without a database; the settings are read (when not given) and the resources made when
+the server starts it, in each worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from fibosms.web import problems
+from fibosms.web.middleware import BodyLimit, Observe
+from fibosms.web.resources import Resources, open_resources
+from fibosms.web.routes import account, failures, health, messages
+from worker.settings import Settings
+
+DESCRIPTION = """\
+Hand SMS over to fibosms from any language, with the guarantees of `enqueue_sms`: a message
+is recorded before it is acknowledged, never twice for the same `Idempotency-Key`, and bad
+input is refused with the field and the reason, nothing written.
+
+Authenticate with `Authorization: Bearer TOKEN` (`fibosms keys create NAME --scope …`).
+Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, resources: Resources | None = None
+) -> FastAPI:
+    """The API. ``settings`` default to the environment, read at start-up; ``resources``
+    (tests) replace the ones the lifespan would make."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resources is not None:
+            app.state.resources = resources
+            yield
+            return
+        if settings is not None:
+            made = open_resources(settings)
+        else:
+            # a server process (`fibosms serve`): the environment's settings and logging
+            from worker.logs import configure_logging
+            from worker.settings import get_settings
+
+            configure_logging(get_settings())
+            made = open_resources(get_settings())
+        app.state.resources = made
+        try:
+            yield
+        finally:
+            made.close()
+
+    app = FastAPI(
+        title="fibosms",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    problems.install(app)
+    for router in (messages.router, failures.router, account.router, health.router):
+        app.include_router(router)
+
+    registry = CollectorRegistry()
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # outermost last: Observe sees every answer, the body limit's included
+    app.add_middleware(BodyLimit)
+    app.add_middleware(Observe, registry=registry)
+    return app

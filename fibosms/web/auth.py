@@ -1,0 +1,73 @@
+"""Bearer API keys with scopes, and the per-key request limit.
+
+``Authorization: Bearer TOKEN``: 401 without a token, or with one that is malformed,
+unknown, wrong or revoked; 403 when the key lacks the route's scope; 429 with
+``Retry-After`` past ``FIBOSMS_API_RATE_LIMIT``. The token never reaches a log line: the
+access log names the key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from fibosms.web.problems import ApiError
+from fibosms.web.resources import Resources
+from worker.ledger.apikeys import KeyRecord
+
+#: longest token accepted before any lookup
+MAX_TOKEN_LENGTH = 200
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `fibosms keys create NAME`")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fibosms"'}
+
+
+def resources(request: Request) -> Resources:
+    res: Resources = request.app.state.resources
+    return res
+
+
+def _authenticate(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    res: Resources,
+) -> KeyRecord:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "an API key is required: Authorization: Bearer TOKEN",
+                       headers=_CHALLENGE)
+    token = credentials.credentials
+    key = None
+    if 0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii():
+        key = res.keys.lookup(token)
+    if key is None:
+        raise ApiError(401, "the API key is not valid (unknown, wrong or revoked)",
+                       headers=_CHALLENGE)
+    request.state.key_name = key.name
+    return key
+
+
+def require(scope: str) -> Callable[..., KeyRecord]:
+    """A dependency: the caller's key, which must hold ``scope``; counts the request."""
+
+    def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        res: Resources = Depends(resources),  # noqa: B008
+    ) -> KeyRecord:
+        key = _authenticate(request, credentials, res)
+        wait = res.limiter.try_take(str(key.id))
+        if wait > 0:
+            raise ApiError(
+                429,
+                f"more than {res.settings.api_rate_limit:g} requests per second for this key",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        if scope not in key.scopes:
+            raise ApiError(403, f"this API key lacks the scope {scope!r}")
+        return key
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
