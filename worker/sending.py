@@ -25,6 +25,7 @@ from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
+from worker.ledger.account import is_paused, pause
 from worker.ledger.claims import (
     ClaimedMessage,
     claim_many,
@@ -41,7 +42,6 @@ from worker.ratelimit import NoLimit, RateLimiter
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
 from worker.settings.rules import token_wait_seconds
-from worker.watch.account import is_paused, pause
 from worker.watch.alerts import raise_alert
 
 log = logging.getLogger("fibosms.send")

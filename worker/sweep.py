@@ -20,12 +20,12 @@ from worker.brokerstate import BrokerMarker, DurableBroker
 from worker.clock import now as utcnow
 from worker.decide import decide
 from worker.errors import AmbiguousError
+from worker.ledger.account import is_paused
 from worker.ledger.claims import finish_attempt, mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.sweeping import StalledAttempt, forget_publishes, stalled_attempts, take_due
 from worker.sending import Publishes
 from worker.settings import Settings
-from worker.watch.account import is_paused
 
 log = logging.getLogger("fibosms.sweep")
 

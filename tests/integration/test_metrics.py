@@ -283,8 +283,8 @@ def test_the_account_watch_shows_balance_poll_ages_pause_and_alerts(
 ) -> None:
     from decimal import Decimal
 
+    from worker.ledger.account import pause
     from worker.ledger.models import BalancePoll, TotalsPoll
-    from worker.watch.account import pause
     from worker.watch.alerts import raise_alert
     from worker.watch.days import vietnam_day
 

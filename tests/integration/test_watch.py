@@ -14,9 +14,9 @@ from sqlalchemy import func, select, update
 
 from tests.fixtures.stack import Stack, statuses, wait_for
 from worker.gateway import FiboClient
+from worker.ledger.account import current_pause
 from worker.ledger.models import Alert, BalancePoll, Message, TotalsPoll
 from worker.sending import process_message
-from worker.watch.account import current_pause
 from worker.watch.alerts import deliver_alerts
 from worker.watch.control import resume_sending
 from worker.watch.days import vietnam_day

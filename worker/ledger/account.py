@@ -1,6 +1,9 @@
 """The account's state in the ledger: the pause, the balance and totals polls, reconciliations.
 
 ``fibo_account_state`` holds one row (id 1): whether sending is paused, why and since when.
+After an account-wide code the message that met it is dead-lettered and every other message
+waits in the ledger with its attempts untouched; after code 14 (balance) the first balance
+poll that sees money resumes by itself, after the others an operator runs ``fibosms resume``.
 The polls are history tables, one row per successful poll.
 """
 

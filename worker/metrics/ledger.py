@@ -32,10 +32,9 @@ from sqlalchemy.orm import Session
 from celeryconfig import QUEUES
 from worker import clock
 from worker.ledger import metrics as reads
-from worker.ledger.account import last_polls, latest_balance
+from worker.ledger.account import current_pause, last_polls, latest_balance
 from worker.ledger.db import Database
 from worker.settings import Settings
-from worker.watch.account import current_pause
 from worker.watch.alerts import open_alerts
 from worker.watch.days import vietnam_day
 from worker.watch.reconcile import check_day

@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.errors import FiboError
 from worker.gateway import Totals
-from worker.ledger.account import balances_since, record_balance, record_totals
+from worker.ledger.account import balances_since, record_balance, record_totals, resume
 from worker.ledger.db import Database
 from worker.sending import Publishes
 from worker.settings import Settings
 from worker.sweep import publish_due
-from worker.watch.account import resume
 from worker.watch.alerts import clear_alert, raise_alert
 from worker.watch.days import vietnam_day
 from worker.watch.reconcile import DayCheck, reconcile

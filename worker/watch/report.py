@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker.ledger.account import latest_balance
-from worker.watch.account import current_pause
+from worker.ledger.account import current_pause, latest_balance
 from worker.watch.alerts import open_alerts
 from worker.watch.reconcile import check_day, local_counts
 
