@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -88,24 +89,45 @@ class Producer:
         if not isinstance(messages, Iterable):
             raise ValidationError("messages", "must be a list of mappings with phone and text")
         at = now()
-        validated: list[NewMessage] = []
-        for index, item in enumerate(messages):
-            if not isinstance(item, Mapping):
-                raise ValidationError(f"messages[{index}]", "must be a mapping with phone and text")
-            options = {k: v for k, v in item.items() if k not in ("phone", "text")}
-            _check_options(options, where=f"messages[{index}].")
-            options.setdefault("kind", kind)
-            options.setdefault("sender", sender)
-            try:
-                validated.append(
-                    validate(
-                        item.get("phone"), item.get("text"), settings=self.settings, now=at,
-                        **options,
-                    )
-                )
-            except ValidationError as exc:
-                raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
+        validated = [
+            self._validate_item(index, item, kind=kind, sender=sender, at=at)
+            for index, item in enumerate(messages)
+        ]
         return self._accept(validated, session=session, where="messages[{}].")[0]
+
+    def refusals(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        kind: str = Kind.MARKETING,
+        sender: str | None = None,
+    ) -> list[ValidationError]:
+        """Every item :meth:`enqueue_many` would refuse (it stops at the first), in order;
+        records nothing."""
+        at = now()
+        found: list[ValidationError] = []
+        for index, item in enumerate(messages):
+            try:
+                self._validate_item(index, item, kind=kind, sender=sender, at=at)
+            except ValidationError as exc:
+                found.append(exc)
+        return found
+
+    def _validate_item(
+        self, index: int, item: Any, *, kind: str, sender: str | None, at: datetime
+    ) -> NewMessage:
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"messages[{index}]", "must be a mapping with phone and text")
+        options = {k: v for k, v in item.items() if k not in ("phone", "text")}
+        _check_options(options, where=f"messages[{index}].")
+        options.setdefault("kind", kind)
+        options.setdefault("sender", sender)
+        try:
+            return validate(
+                item.get("phone"), item.get("text"), settings=self.settings, now=at, **options
+            )
+        except ValidationError as exc:
+            raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
 
     # -- recording -------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from fibosms.web.schemas import (
     When,
 )
 from producer.validate import MAX_KEY_LENGTH
+from worker.errors import IdempotencyConflict, ValidationError
 from worker.inspect import message_dict, message_status
 from worker.ledger.apikeys import KeyRecord
 from worker.ledger.listing import list_messages
@@ -78,7 +79,17 @@ def post_batch(body: BatchIn, key: Send, res: Res) -> dict[str, Any]:
     """The ids come back in the order of `messages`; one bad item refuses the whole batch,
     and the 422 names it (`messages[3].phone`)."""
     items = [item.model_dump(exclude_none=True) for item in body.messages]
-    ids = res.producer.enqueue_many(items, kind=body.kind, sender=body.sender)
+    try:
+        ids = res.producer.enqueue_many(items, kind=body.kind, sender=body.sender)
+    except IdempotencyConflict:
+        raise
+    except ValidationError:
+        # name every bad item, not only the first the producer met
+        refused = res.producer.refusals(items, kind=body.kind, sender=body.sender)
+        raise ApiError(
+            422, f"{len(refused)} message(s) refused; nothing was accepted",
+            errors=[{"field": e.field, "reason": e.reason} for e in refused],
+        ) from None
     return {"ids": ids}
 
 
