@@ -81,17 +81,17 @@ def test_a_message_through_the_api_is_sent_and_dead_letters_are_listed_and_repla
 
 def test_two_clients_racing_with_one_key_get_one_message(api: httpx.Client, stack: Stack) -> None:
     url, headers = str(api.base_url), dict(api.headers)
+    def post(key: str, barrier: threading.Barrier, answers: list[httpx.Response]) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            barrier.wait()
+            answers.append(client.post("/v1/messages", json={"phone": PHONE, "text": "x"},
+                                       headers={"Idempotency-Key": key}))
+
     for round_ in range(10):
         barrier = threading.Barrier(2)
         answers: list[httpx.Response] = []
-
-        def post(key: str = f"race-{round_}") -> None:
-            with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-                barrier.wait()
-                answers.append(client.post("/v1/messages", json={"phone": PHONE, "text": "x"},
-                                           headers={"Idempotency-Key": key}))
-
-        threads = [threading.Thread(target=post) for _ in range(2)]
+        threads = [threading.Thread(target=post, args=(f"race-{round_}", barrier, answers))
+                   for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:
