@@ -53,14 +53,15 @@ class MessageIn(_Options):
     """One message."""
 
     phone: str = Field(max_length=MAX_PHONE_LENGTH,
-                       description="a Vietnamese mobile number in any written form")
-    text: str = Field(max_length=MAX_TEXT_LENGTH)
+                       description="a Vietnamese mobile number in any written form",
+                       examples=["0912345678", "+84 912 345 678"])
+    text: str = Field(max_length=MAX_TEXT_LENGTH, examples=["Ma OTP cua ban la 123456"])
     kind: KindName = "transactional"
 
 
 class BatchItem(_Options):
-    phone: str = Field(max_length=MAX_PHONE_LENGTH)
-    text: str = Field(max_length=MAX_TEXT_LENGTH)
+    phone: str = Field(max_length=MAX_PHONE_LENGTH, examples=["0912345678"])
+    text: str = Field(max_length=MAX_TEXT_LENGTH, examples=["Giam 50% hom nay"])
     kind: KindName | None = None
     idempotency_key: str | None = Field(None, max_length=MAX_KEY_LENGTH)
 
