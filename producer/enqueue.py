@@ -35,6 +35,9 @@ class Accepted:
 
     id: int
     created: bool
+    #: the row as recorded (column → value, with its id) when this call recorded it; it
+    #: answers "what was accepted" without reading the ledger again
+    row: Mapping[str, Any] | None = None
 
 
 class Producer:
@@ -70,8 +73,9 @@ class Producer:
         """:meth:`enqueue_sms`, telling also whether this call recorded the message."""
         _check_options(options, where="")
         new = validate(phone, text, settings=self.settings, now=now(), **options)
-        ids, created = self._accept([new], session=session, where="")
-        return Accepted(id=ids[0], created=bool(created))
+        ids, created, rows = self._accept([new], session=session, where="")
+        row = {**rows[0], "id": ids[0]} if created else None
+        return Accepted(id=ids[0], created=bool(created), row=row)
 
     def enqueue_many(
         self,
@@ -133,27 +137,28 @@ class Producer:
 
     def _accept(
         self, messages: list[NewMessage], *, session: Session | None, where: str
-    ) -> tuple[list[int], list[int]]:
-        """Record and publish; returns every id in order and the positions this call inserted.
+    ) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+        """Record and publish; returns every id in order, the positions this call inserted,
+        and the rows as they were given to the ledger.
 
         ``where`` prefixes the field of a conflict (``{}`` takes the message's position).
         """
         if not messages:
-            return [], []
+            return [], [], []
         if session is not None:
-            ids, inserted, fresh = self._record(session, messages, where)
+            ids, inserted, fresh, rows = self._record(session, messages, where)
             self._publish_after_commit(session, fresh)
-            return ids, inserted
+            return ids, inserted, rows
         with self.db.transaction() as own:
-            ids, inserted, fresh = self._record(own, messages, where)
+            ids, inserted, fresh, rows = self._record(own, messages, where)
         self._publish(fresh)
-        return ids, inserted
+        return ids, inserted, rows
 
     def _record(
         self, session: Session, messages: list[NewMessage], where: str
-    ) -> tuple[list[int], list[int], list[tuple[int, str]]]:
-        """Insert the rows; returns every id in order, the positions inserted, and the
-        (id, queue) pairs to publish."""
+    ) -> tuple[list[int], list[int], list[tuple[int, str]], list[dict[str, Any]]]:
+        """Insert the rows; returns every id in order, the positions inserted, the
+        (id, queue) pairs to publish, and the rows."""
         at = now()
         rows = [m.row(at) for m in messages]
         recorded = insert_messages(session, rows)
@@ -173,7 +178,7 @@ class Producer:
                 "accepted message %s to %s (%s, %d segment(s))",
                 recorded.ids[i], mask_phone(m.recipient), m.kind, m.segments,
             )
-        return recorded.ids, recorded.inserted, fresh
+        return recorded.ids, recorded.inserted, fresh, rows
 
     # -- publishing ------------------------------------------------------------------------
 

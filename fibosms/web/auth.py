@@ -9,14 +9,16 @@ access log names the key.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from fibosms.web.problems import ApiError
 from fibosms.web.resources import Resources
 from worker.ledger.apikeys import KeyRecord
+from worker.requestlimit import RedisRequestLimiter
 
 #: longest token accepted before any lookup
 MAX_TOKEN_LENGTH = 200
@@ -25,12 +27,12 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: `fibosms keys cr
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fibosms"'}
 
 
-def resources(request: Request) -> Resources:
+async def resources(request: Request) -> Resources:
     res: Resources = request.app.state.resources
     return res
 
 
-def _authenticate(
+async def _authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None,
     res: Resources,
@@ -41,7 +43,9 @@ def _authenticate(
     token = credentials.credentials
     key = None
     if 0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii():
-        key = res.keys.lookup(token)
+        fresh, key = res.keys.cached(token)
+        if not fresh:  # the ledger is asked in a thread: the event loop never waits on it
+            key = await run_in_threadpool(res.keys.lookup, token)
     if key is None:
         raise ApiError(401, "the API key is not valid (unknown, wrong or revoked)",
                        headers=_CHALLENGE)
@@ -49,16 +53,21 @@ def _authenticate(
     return key
 
 
-def require(scope: str) -> Callable[..., KeyRecord]:
-    """A dependency: the caller's key, which must hold ``scope``; counts the request."""
+def require(scope: str) -> Callable[..., Awaitable[KeyRecord]]:
+    """A dependency: the caller's key, which must hold ``scope``; counts the request.
 
-    def dependency(
+    It runs on the event loop (no thread hop) unless it must ask the ledger or Redis."""
+
+    async def dependency(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
         res: Resources = Depends(resources),  # noqa: B008
     ) -> KeyRecord:
-        key = _authenticate(request, credentials, res)
-        wait = res.limiter.try_take(str(key.id))
+        key = await _authenticate(request, credentials, res)
+        if isinstance(res.limiter, RedisRequestLimiter):
+            wait = await run_in_threadpool(res.limiter.try_take, str(key.id))
+        else:
+            wait = res.limiter.try_take(str(key.id))
         if wait > 0:
             raise ApiError(
                 429,

@@ -36,14 +36,21 @@ class KeyCache:
     _entries: dict[str, tuple[float, KeyRecord | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def cached(self, token: str) -> tuple[bool, KeyRecord | None]:
+        """(True, the key or None) when the answer for ``token`` is fresh in the cache;
+        (False, None) when only :meth:`lookup` (which asks the ledger) can tell."""
+        hit = self._entries.get(hash_token(token))
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
     def lookup(self, token: str) -> KeyRecord | None:
         """The live key of ``token``, or None (unknown, wrong or revoked)."""
+        fresh, key = self.cached(token)
+        if fresh:
+            return key
         digest = hash_token(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         from worker.clock import now as utcnow
 
         with self.db.transaction() as session:

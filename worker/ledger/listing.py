@@ -9,7 +9,9 @@ shift a page.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Index, and_, or_, select
 from sqlalchemy.orm import Session
@@ -25,6 +27,13 @@ _MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(MessageRecord))
 
 def _message(m: Message) -> MessageRecord:
     return MessageRecord(**{name: getattr(m, name) for name in _MESSAGE_FIELDS})
+
+
+def record_of(row: Mapping[str, Any]) -> MessageRecord:
+    """A :class:`MessageRecord` from an ``sms_messages`` row as inserted (column → value,
+    with its ``id``); the columns an insert leaves unset are None."""
+    values: dict[str, Any] = {name: row.get(name) for name in _MESSAGE_FIELDS}
+    return MessageRecord(**values)
 
 
 def list_messages(

@@ -26,7 +26,7 @@ from producer.validate import MAX_KEY_LENGTH
 from worker.errors import IdempotencyConflict, ValidationError
 from worker.inspect import message_dict, message_status
 from worker.ledger.apikeys import KeyRecord
-from worker.ledger.listing import list_messages
+from worker.ledger.listing import list_messages, record_of
 from worker.rules.phone import normalize_phone
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
@@ -63,8 +63,10 @@ def post_message(
     accepted = res.producer.submit(
         body.phone, body.text, idempotency_key=idempotency_key, **options
     )
-    if not accepted.created:
-        response.status_code = 200
+    if accepted.row is not None:
+        # as recorded: the ledger is not read again for what this call just wrote
+        return message_dict(record_of(accepted.row))
+    response.status_code = 200
     return _one(res, accepted.id)
 
 
