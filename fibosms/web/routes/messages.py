@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse
 
 from fibosms.web.auth import require, resources
 from fibosms.web.cursors import message_cursor, read_message_cursor
@@ -50,24 +51,23 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 )
 def post_message(
     body: MessageIn,
-    response: Response,
     key: Send,
     res: Res,
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=MAX_KEY_LENGTH)
     ] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Recorded before it is answered. The same `Idempotency-Key` with the same content
     answers 200 with the same message; with other content, 409."""
     options = body.model_dump(exclude={"phone", "text"}, exclude_none=True)
     accepted = res.producer.submit(
         body.phone, body.text, idempotency_key=idempotency_key, **options
     )
+    # the answer is built here, in MessageOut's shape, not validated again on the way out
     if accepted.row is not None:
         # as recorded: the ledger is not read again for what this call just wrote
-        return message_dict(record_of(accepted.row))
-    response.status_code = 200
-    return _one(res, accepted.id)
+        return JSONResponse(message_dict(record_of(accepted.row)), status_code=201)
+    return JSONResponse(_one(res, accepted.id), status_code=200)
 
 
 @router.post(
