@@ -12,12 +12,12 @@ UV_VERSION ?= 0.13.9
 LOCK_TARGET := --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock' --quiet
 
-.PHONY: run test lint typecheck unit integration system sandbox migrate clean help lock lock-upgrade
+.PHONY: run test lint typecheck imports unit integration system sandbox migrate clean help lock lock-upgrade
 
 help:
 	@echo "make run    - the whole local stack (SQLite + sandbox gateway, worker, beat)"
 	@echo "make test   - ruff, mypy and the whole test suite (what CI runs)"
-	@echo "make unit | integration | lint | typecheck | sandbox | migrate | clean"
+	@echo "make unit | integration | lint | typecheck | imports | sandbox | migrate | clean"
 	@echo "make lock   - refresh the lock files after a change to pyproject.toml's dependencies"
 	@echo "make lock-upgrade - the same, moving every pin to the newest allowed version"
 
@@ -60,13 +60,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# the layer contracts in pyproject.toml ([tool.importlinter])
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck
+test: lint typecheck imports
 	$(BIN)/pytest
 
 clean:

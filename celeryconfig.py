@@ -1,128 +1,80 @@
-"""Celery's configuration for fibosms, derived from the one settings object.
+"""Celery's configuration for fibosms: a thin door to :mod:`fibosms.celeryapp.config`.
 
-``worker.app`` (what ``celery -A worker`` loads) applies :func:`build` to the settings read
-from the environment. The choices fit a task that must not run twice by accident: JSON
-only, late acknowledgement, a task whose worker died goes back to the queue, one message
-prefetched at a time, no results stored (the ledger holds the outcome).
+Kept at the top level for the names other modules import from here; new code imports the
+broker names from :mod:`worker.brokers`, the queue of a kind from :mod:`worker.kinds`, and
+the configuration itself from :mod:`fibosms.celeryapp.config`. The configuration's names
+are resolved on first access: a module that wants a queue name from here does not import
+the Celery wiring.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery.schedules import crontab
-from kombu.entity import Queue
+from worker.brokers import (
+    COUNTDOWN_MAX_SECONDS,
+    DELIVER_ALERTS_TASK,
+    POLL_BALANCE_TASK,
+    POLL_TOTALS_TASK,
+    QUEUES,
+    RECONCILE_DAY_TASK,
+    REDIS_SOCKET_TIMEOUT_SECONDS,
+    SEND_BATCH_TASK,
+    SEND_TASK,
+    SWEEP_TASK,
+    VISIBILITY_TIMEOUT_SECONDS,
+    is_redis,
+)
+from worker.kinds import QUEUE_OF
 
-from worker.settings import Settings
+if TYPE_CHECKING:
+    from fibosms.celeryapp.config import (
+        HARD_LIMIT_GRACE_SECONDS,
+        PUBLISH_RETRY_POLICY,
+        TASK_OVERHEAD_SECONDS,
+        beat_schedule,
+        build,
+        send_time_limits,
+    )
 
-#: the task names, stable: Flower shows them and other processes publish by name
-SEND_TASK = "fibosms.send_sms"
-SEND_BATCH_TASK = "fibosms.send_batch"
-SWEEP_TASK = "fibosms.sweep"
-POLL_BALANCE_TASK = "fibosms.poll_balance"
-POLL_TOTALS_TASK = "fibosms.poll_totals"
-RECONCILE_DAY_TASK = "fibosms.reconcile_closed_day"
-DELIVER_ALERTS_TASK = "fibosms.deliver_alerts"
+#: message kind (its plain name) → queue
+QUEUE_BY_KIND: dict[str, str] = {str(kind): queue for kind, queue in QUEUE_OF.items()}
 
-#: message kind → queue; a worker started without -Q consumes all three
-QUEUE_BY_KIND = {"otp": "urgent", "transactional": "default", "marketing": "bulk"}
-QUEUES = ("urgent", "default", "bulk")
+_FROM_CONFIG = frozenset({
+    "HARD_LIMIT_GRACE_SECONDS",
+    "PUBLISH_RETRY_POLICY",
+    "TASK_OVERHEAD_SECONDS",
+    "beat_schedule",
+    "build",
+    "send_time_limits",
+})
 
-#: seconds; a retry shorter than this rides on a broker countdown, a longer one waits in the
-#: ledger for the sweep (Celery holds countdown tasks in worker memory, unacknowledged)
-COUNTDOWN_MAX_SECONDS = 60.0
-#: seconds Redis waits before it hands an unacknowledged task to another worker; above any
-#: countdown in use, or countdown tasks would be delivered again in a loop
-VISIBILITY_TIMEOUT_SECONDS = 3600
-#: how hard one publish tries before the message is left to the sweep (it is committed).
-#: With an unresponsive broker each try costs up to REDIS_SOCKET_TIMEOUT_SECONDS, plus one
-#: more for the reconnection's handshake: one retry keeps an enqueue under ~3.5 s.
-PUBLISH_RETRY_POLICY = {
-    "max_retries": 1,
-    "interval_start": 0.1,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
-
-
-#: seconds a synchronous Redis command (a publish, an ack) or a connect may take. Redis
-#: answers these in well under a millisecond; a broker that does not answer (frozen, or a
-#: network that drops packets) must not hold a producer's caller: the publish fails and
-#: the sweep publishes the committed row later. The consumer's BRPOP is not bound by it.
-REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
-
-
-def is_redis(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://"))
-
-
-def build(settings: Settings) -> dict[str, Any]:
-    """The Celery configuration for ``settings``."""
-    transport_options: dict[str, Any] = {}
-    if is_redis(settings.broker_url):
-        transport_options = {
-            "visibility_timeout": max(
-                VISIBILITY_TIMEOUT_SECONDS, int(settings.sending_timeout_seconds * 2)
-            ),
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-        }
-    return {
-        "broker_url": settings.broker_url,
-        "broker_transport_options": transport_options,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": 2,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "result_serializer": "json",
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_store_errors_even_if_ignored": False,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_default_queue": "default",
-        "task_queues": tuple(Queue(name) for name in QUEUES),
-        "task_create_missing_queues": False,
-        "task_publish_retry": True,
-        "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
-        "timezone": "UTC",
-        "enable_utc": True,
-        "worker_hijack_root_logger": False,
-        # task events feed Flower; the SQLite broker has no fanout, so only with Redis
-        "worker_send_task_events": settings.task_events and is_redis(settings.broker_url),
-        "task_send_sent_event": settings.task_events and is_redis(settings.broker_url),
-        "worker_redirect_stdouts": False,
-        "beat_schedule": beat_schedule(settings),
-        "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
-        # with Redis, one beat across machines (worker/beat.py); embedded: the file scheduler
-        "beat_scheduler": (
-            "worker.beat:LockedScheduler"
-            if is_redis(settings.broker_url)
-            else "celery.beat:PersistentScheduler"
-        ),
-    }
+__all__ = [
+    "COUNTDOWN_MAX_SECONDS",
+    "DELIVER_ALERTS_TASK",
+    "HARD_LIMIT_GRACE_SECONDS",
+    "POLL_BALANCE_TASK",
+    "POLL_TOTALS_TASK",
+    "PUBLISH_RETRY_POLICY",
+    "QUEUES",
+    "QUEUE_BY_KIND",
+    "RECONCILE_DAY_TASK",
+    "REDIS_SOCKET_TIMEOUT_SECONDS",
+    "SEND_BATCH_TASK",
+    "SEND_TASK",
+    "SWEEP_TASK",
+    "TASK_OVERHEAD_SECONDS",
+    "VISIBILITY_TIMEOUT_SECONDS",
+    "beat_schedule",
+    "build",
+    "is_redis",
+    "send_time_limits",
+]
 
 
-def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """The periodic tasks. Each expires when it could not start before its next run is due."""
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CONFIG:
+        from fibosms.celeryapp import config
 
-    def every(task: str, seconds: float) -> dict[str, Any]:
-        return {
-            "task": task,
-            "schedule": seconds,
-            "options": {"expires": seconds, "queue": "default"},
-        }
-
-    return {
-        "sweep": every(SWEEP_TASK, settings.sweep_seconds),
-        "deliver-alerts": every(DELIVER_ALERTS_TASK, settings.sweep_seconds),
-        "poll-balance": every(POLL_BALANCE_TASK, settings.balance_poll_seconds),
-        "poll-totals": every(POLL_TOTALS_TASK, settings.totals_poll_seconds),
-        # 00:10 in Vietnam (UTC+7, no daylight saving) = 17:10 UTC: the day that just closed
-        "reconcile-closed-day": {
-            "task": RECONCILE_DAY_TASK,
-            "schedule": crontab(hour=17, minute=10),
-            "options": {"expires": 3600, "queue": "default"},
-        },
-    }
+        return getattr(config, name)
+    raise AttributeError(f"module 'celeryconfig' has no attribute {name!r}")

@@ -322,10 +322,9 @@ class Harness:
             f"uvloop {self.gateway.info['uvloop']})")
 
         self.env = self._env()
+        from fibosms.celeryapp import make_app, publisher_for
         from producer.enqueue import Producer
-        from worker.app import make_app
         from worker.ledger.db import Database
-        from worker.publish import Publisher
         from worker.settings import Settings
 
         fibosms_env = {k: v for k, v in self.env.items() if k.startswith("FIBOSMS_")}
@@ -333,7 +332,7 @@ class Harness:
         self.app = make_app(self.settings)
         self.db = Database(self.settings.database_url)
         self.producer = Producer(settings=self.settings, db=self.db,
-                                 publisher=Publisher(self.app))
+                                 publisher=publisher_for(self.app))
 
         self.watch = TreeWatch(
             lambda: [w.popen.pid for w in self.workers if w.popen.poll() is None]

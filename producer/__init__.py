@@ -48,7 +48,7 @@ def default_producer() -> Producer:
             _producer = Producer(
                 settings=settings,
                 db=Database(settings.database_url),
-                publisher=Publisher(worker.app),
+                publisher=Publisher(worker.app, batch_size=settings.bulk_batch_size),
             )
             _pid = os.getpid()
         return _producer

@@ -19,8 +19,8 @@ from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.idempotency import content_of, stored_content
 from worker.ledger.outbox import insert_messages
+from worker.publish import Publishes
 from worker.rules.phone import mask_phone
-from worker.sending import Publishes
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.producer")

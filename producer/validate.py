@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from celeryconfig import QUEUE_BY_KIND
 from worker.errors import ValidationError
+from worker.kinds import QUEUE_OF, Kind
 from worker.rules.phone import normalize_phone
 from worker.rules.text import prepare_text
 from worker.settings import KINDS, Settings
@@ -106,7 +106,7 @@ def validate(
         service_type=prepared.service_type,
         segments=prepared.segments,
         kind=kind,
-        queue=QUEUE_BY_KIND[kind],
+        queue=QUEUE_OF[Kind(kind)],
         idempotency_key=_key(idempotency_key),
         send_at=_when("send_at", send_at),
         expires_at=_expiry(expires_at, send_at, now),

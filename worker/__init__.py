@@ -1,7 +1,10 @@
-"""fibosms's worker side: the Celery app, tasks, the FIBO client, the ledger, the sweep.
+"""fibosms's worker side: settings, the FIBO client, the ledger, the send path, the sweep.
 
-``celery -A worker …`` finds :data:`app`, built on first access from the settings in the
-environment; importing this package connects to nothing.
+``celery -A worker …`` finds :data:`app` here. It is the one place this package reaches up
+to the entry points: the attribute is resolved on first access by
+``fibosms.celeryapp.app.default_app`` (built from the settings in the environment), so
+importing this package, or any module in it, imports no Celery wiring and connects to
+nothing.
 """
 
 from __future__ import annotations
@@ -15,16 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
-_app: Celery | None = None
-
 
 def __getattr__(name: str) -> Any:
-    global _app
     if name in ("app", "celery"):
-        if _app is None:
-            from worker.app import make_app
-            from worker.settings import get_settings
+        from fibosms.celeryapp.app import default_app  # the single upward import, on demand
 
-            _app = make_app(get_settings())
-        return _app
+        return default_app()
     raise AttributeError(f"module 'worker' has no attribute {name!r}")

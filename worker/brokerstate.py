@@ -14,6 +14,8 @@ from typing import Protocol
 
 import redis
 
+from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS, is_redis
+
 log = logging.getLogger("fibosms.sweep")
 
 #: the marker's key in the broker's Redis database
@@ -38,6 +40,18 @@ class DurableBroker:
 
     def mark(self) -> None:
         return None
+
+
+def marker_for(broker_url: str) -> BrokerMarker:
+    """The marker for the broker at ``broker_url`` (building it connects to nothing)."""
+    if not is_redis(broker_url):
+        return DurableBroker()
+    client = redis.Redis.from_url(
+        broker_url,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+    )
+    return RedisBrokerMarker(client)
 
 
 class RedisBrokerMarker:

@@ -9,9 +9,8 @@ from datetime import datetime
 from worker.backoff import compute_backoff
 from worker.codes import DUPLICATE_CONTENT, CodeClass, lookup
 from worker.errors import AccountError, AmbiguousError, FiboError, PermanentError
-from worker.ledger.claims import Transition
-from worker.ledger.models import Status
 from worker.settings import Settings
+from worker.states import Status, Transition
 
 #: the failure class of a message whose last attempt's outcome is unknown
 AMBIGUOUS = "ambiguous"

@@ -5,13 +5,16 @@
     FiboError                  anything the gateway call ended with other than success
     ├── TransientError         try again later (codes 2, 13, 24, 27; HTTP 5xx / 429; a body
     │   │                      that is not the expected XML)
-    │   ├── BadResponse        the gateway answered, but not with FIBO's XML
-    │   └── NotSent            the request never left (refused, DNS, connect timeout):
-    │                          always safe to repeat
+    │   ├── BadResponse        the gateway answered, but not with FIBO's XML: any status
+    │   │                      but 2xx, or a balance / totals answer we cannot read
+    │   └── NotSent            the request never left (refused, DNS, connect timeout, the
+    │                          call's deadline passed first): always safe to repeat
     ├── PermanentError         this message will never succeed as it is: dead-letter it
     │   └── AccountError       every message will fail so until a person acts: pause sending
     └── AmbiguousError         the request may have been accepted (read timeout, connection
-                               cut after the request was sent)
+        │                      cut or the call's deadline passed after the request was sent)
+        └── UnreadableReply    a send answered 2xx with a body we cannot read (empty, HTML,
+                               not XML, no result code): the gateway did process it
 
     ValidationError            a message was refused at the door; ``field`` names the input
     └── IdempotencyConflict    its idempotency key is already taken by a message with other
@@ -106,6 +109,10 @@ class AmbiguousError(FiboError):
     """The request may have been accepted: sending again may deliver a second SMS."""
 
     cls = CodeClass.TRANSIENT
+
+
+class UnreadableReply(AmbiguousError):
+    """A send answered 2xx, but with a body we cannot read: it may have been accepted."""
 
 
 def error_for_code(code: int, *, http_status: int | None = None) -> FiboError:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from celeryconfig import is_redis
 from worker import clock
+from worker.brokers import is_redis
 from worker.settings import Settings
 
 #: seconds one check may take before it is reported as failed

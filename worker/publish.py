@@ -3,30 +3,50 @@
 Messages for the bulk queue travel in ``send_batch`` tasks of up to
 FIBOSMS_BULK_BATCH_SIZE ids, so a campaign costs one task per batch; the others travel
 one ``send_sms`` task each.
+
+The :class:`Publisher` is given what it publishes through (a Celery app, or anything with
+``send_task`` and ``producer_or_acquire``) when it is built; it knows nothing of how that
+app is made (``fibosms.celeryapp``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from celery import Celery
-
-from celeryconfig import SEND_BATCH_TASK, SEND_TASK
+from worker.brokers import BATCHED_QUEUE, SEND_BATCH_TASK, SEND_TASK
 
 log = logging.getLogger("fibosms.publish")
 
-BATCHED_QUEUE = "bulk"
+__all__ = ["BATCHED_QUEUE", "Publisher", "Publishes", "TaskSender"]
+
+
+class Publishes(Protocol):
+    """What the send path, the sweep and replay need: publish ids, learn which failed."""
+
+    def publish(
+        self, items: list[tuple[int, str]], *, countdown: float | None = ...
+    ) -> list[int]: ...
+
+
+class TaskSender(Protocol):
+    """The part of a Celery app a :class:`Publisher` uses."""
+
+    def producer_or_acquire(self, producer: Any = ...) -> AbstractContextManager[Any]: ...
+
+    def send_task(self, name: str, args: Any = ..., **options: Any) -> Any: ...
 
 
 class Publisher:
     """Publishes send tasks through one Celery app's producer pool."""
 
-    def __init__(self, app: Celery) -> None:
-        from worker.app import settings_of
-
+    def __init__(self, app: TaskSender, *, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.app = app
-        self.batch_size = settings_of(app).bulk_batch_size
+        self.batch_size = batch_size
 
     def publish(
         self, items: Sequence[tuple[int, str]], *, countdown: float | None = None

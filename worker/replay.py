@@ -8,7 +8,7 @@ from worker.clock import now as utcnow
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.deadletters import open_failures_with_code, requeue_dead
-from worker.sending import Publishes
+from worker.publish import Publishes
 
 
 def replay(

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from celeryconfig import COUNTDOWN_MAX_SECONDS
 from worker.breaker import Breaker, NoBreaker
+from worker.brokers import COUNTDOWN_MAX_SECONDS
 from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE
 from worker.decide import Decision, decide
@@ -38,6 +38,7 @@ from worker.ledger.claims import (
 )
 from worker.ledger.db import Database
 from worker.ledger.models import Status
+from worker.publish import Publishes
 from worker.ratelimit import NoLimit, RateLimiter
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
@@ -69,12 +70,6 @@ class Sender(Protocol):
     def send(
         self, phone: str, text: str, *, sender: str | None = ..., service_type: int = ...
     ) -> object: ...
-
-
-class Publishes(Protocol):
-    def publish(
-        self, items: list[tuple[int, str]], *, countdown: float | None = ...
-    ) -> list[int]: ...
 
 
 #: what one call ended with: a success code, the error, or None when no call was made

@@ -24,7 +24,7 @@ from worker.ledger.account import is_paused
 from worker.ledger.claims import finish_attempt, mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.sweeping import StalledAttempt, forget_publishes, stalled_attempts, take_due
-from worker.sending import Publishes
+from worker.publish import Publishes
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.sweep")

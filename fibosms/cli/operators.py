@@ -172,14 +172,19 @@ def db_upgrade(revision: str) -> None:
 @handled
 def sweep(as_json: bool) -> None:
     """Run one pass of the sweep: recover stalled attempts, publish what the broker lost."""
+    from worker.brokerstate import marker_for
     from worker.sweep import sweep as run_sweep
 
-    report = run_sweep(settings=settings(), db=database(), publisher=publisher())
+    s = settings()
+    report = run_sweep(
+        settings=s, db=database(), publisher=publisher(), marker=marker_for(s.broker_url)
+    )
     emit(
         report.as_dict(),
         as_json,
         lambda d: f"recovered {d['recovered']}, published {d['published']}, "
-        f"left for later {d['publish_failed']}",
+        f"left for later {d['publish_failed']}, forgotten after a broker loss "
+        f"{d['broker_lost']}",
     )
 
 

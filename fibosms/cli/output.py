@@ -194,10 +194,9 @@ def database() -> Any:
 
 def publisher() -> Any:
     """A publisher on the broker named by the settings."""
-    from worker.app import make_app
-    from worker.publish import Publisher
+    from fibosms.celeryapp import make_app, publisher_for
 
-    return Publisher(make_app(settings()))
+    return publisher_for(make_app(settings()))
 
 
 def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:

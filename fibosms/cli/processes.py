@@ -40,7 +40,7 @@ def beat(celery_args: tuple[str, ...]) -> None:
 
 
 def _celery(command: str, args: tuple[str, ...]) -> None:
-    from worker.app import make_app
+    from fibosms.celeryapp import make_app
     from worker.logs import configure_logging
 
     s = settings()
@@ -59,8 +59,8 @@ def flower(flower_args: tuple[str, ...]) -> None:
     """Flower for this app, basic auth from FIBOSMS_FLOWER_BASIC_AUTH; Flower's options pass
     through (--port 5555, --address 0.0.0.0, --url_prefix flower). Refuses to start without
     credentials unless given --unauthenticated."""
-    from worker.app import make_app
-    from worker.flower import apply_defaults, auth_problem, normalize_args
+    from fibosms.celeryapp import make_app
+    from fibosms.celeryapp.flower import apply_defaults, auth_problem, normalize_args
     from worker.logs import configure_logging
 
     args = [a for a in flower_args if a != "--unauthenticated"]
@@ -130,6 +130,8 @@ def metrics(port: int | None, host: str, once: bool) -> None:
               help="Answer these codes, in order, for PHONE ('*' for any number). Repeatable.")
 @click.option("--delay", type=Seconds(0, 3600), default=0.0,
               help="Seconds before every answer.")
+@click.option("--trickle", type=Seconds(0, 60), default=0.0,
+              help="Seconds between the bytes of every answer (a stalling gateway); 0: off.")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 @handled
 def sandbox(
@@ -139,6 +141,7 @@ def sandbox(
     price: int,
     scripts: tuple[str, ...],
     delay: float,
+    trickle: float,
     verbose: bool,
 ) -> None:
     """Run the sandbox gateway: FIBO's API on your machine, no money spent.
@@ -160,6 +163,7 @@ def sandbox(
         balance=start_balance,
         price=price,
         delay=delay,
+        trickle=trickle,
         scripts=parsed,
         verbose=verbose,
     ).bind()

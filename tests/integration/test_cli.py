@@ -127,10 +127,10 @@ def test_the_sandbox_and_balance_agree_out_of_the_box(tmp_path: Path) -> None:
 def test_send_status_failures_and_replay_from_the_command_line(
     make_stack: Callable[..., Stack], db_url: str, redis_url: str, sandbox: Any
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(db_url, redis_url)
-    _clean(stack.db)
+    clean_ledger(stack.db)
     env = stack.env
     sandbox.script("0987654321", [{"code": 7}])
     stack.start_worker()
@@ -172,10 +172,10 @@ def test_a_refused_message_and_an_unknown_id_exit_non_zero(
 def test_report_prints_the_day_as_one_json_document(
     make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(sqlite_url, redis_url)
-    _clean(stack.db)
+    clean_ledger(stack.db)
     result = fibosms("report", "--date", "2026-11-27", "--json", env=stack.env)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

@@ -30,9 +30,9 @@ from worker.errors import (
     NotSent,
     PermanentError,
     TransientError,
+    UnreadableReply,
 )
-from worker.gateway import FiboClient, SendReceipt, Totals, get_client
-from worker.gateway import client as client_module
+from worker.gateway import FiboClient, SendReceipt, Totals
 from worker.sandbox import SandboxServer
 from worker.settings import Settings
 
@@ -265,23 +265,40 @@ def test_a_502_page_is_transient_with_its_status(
     assert calls_to(sandbox, "SendMaskedSMS") == 1  # a send is retried only when not sent
 
 
-@pytest.mark.parametrize(
-    ("body", "status"),
-    [
-        ("<html><body>Service Unavailable</body></html>", 200),
-        ("", 200),
-        ('<string xmlns="http://tempuri.org/">&lt;SMS&gt;&lt;Code&gt;20', 200),
-        ("<string>Sending...</string>", 302),
-    ],
-    ids=["html with 200", "empty", "truncated", "a redirect"],
-)
-def test_a_body_that_is_not_fibos_xml_is_a_bad_response(
-    client: FiboClient, sandbox: SandboxServer, body: str, status: int
+UNREADABLE_200 = {
+    "html with 200": "<html><body>Service Unavailable</body></html>",
+    "empty": "",
+    "truncated": '<string xmlns="http://tempuri.org/">&lt;SMS&gt;&lt;Code&gt;20',
+    "garbage": "\x00\x01 not xml at all \ufffd",
+    "no result code": "<string>Sending...</string>",
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE_200.values(), ids=UNREADABLE_200.keys())
+def test_a_send_answered_200_with_an_unreadable_body_is_ambiguous(
+    client: FiboClient, sandbox: SandboxServer, body: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sandbox.script(PHONE, [{"body": body, "status": status}])
-    with pytest.raises(BadResponse) as info:
+    caplog.set_level(logging.DEBUG, logger="fibosms.gateway")
+    sandbox.script(PHONE, [{"body": body, "status": 200}])
+    with pytest.raises(UnreadableReply) as info:
         client.send(PHONE, "Xin chao")
-    assert info.value.http_status == status
+    assert isinstance(info.value, AmbiguousError)
+    assert (info.value.code, info.value.http_status) == (None, 200)
+    assert calls_to(sandbox, "SendMaskedSMS") == 1  # never repeated here: it may have gone out
+    [line] = attempt_lines(caplog, "send")
+    assert line.fibo_outcome == "UnreadableReply"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("body", UNREADABLE_200.values(), ids=UNREADABLE_200.keys())
+def test_a_send_answered_with_a_redirect_or_error_status_stays_transient(
+    client: FiboClient, sandbox: SandboxServer, body: str
+) -> None:
+    for status in (302, 503):
+        sandbox.script(PHONE, [{"body": body, "status": status}])
+        with pytest.raises(BadResponse) as info:
+            client.send(PHONE, "Xin chao")
+        assert not isinstance(info.value, AmbiguousError)
+        assert info.value.http_status == status
 
 
 def test_connection_refused_is_not_sent_and_retried(
@@ -456,11 +473,37 @@ def test_a_balance_cut_short_is_transient(
     assert type(info.value) is TransientError
 
 
-def test_an_answer_over_the_size_cap_is_a_bad_response(sandbox_settings: Settings) -> None:
+def test_a_send_answered_200_over_the_size_cap_is_ambiguous(sandbox_settings: Settings) -> None:
     with raw_gateway(oversized) as url:
         settings = dataclasses.replace(sandbox_settings, api_url=url)
-        with fast_client(settings) as c, pytest.raises(BadResponse) as info:
+        with fast_client(settings) as c, pytest.raises(UnreadableReply) as info:
             c.send(PHONE, "Xin chao")
+    assert "over" in info.value.meaning
+    assert info.value.http_status == 200
+
+
+def html_with_200(conn: socket.socket, stop: threading.Event) -> None:
+    page = b"<html><body>maintenance</body></html>"
+    conn.sendall(_head(f"Content-Length: {len(page)}\r\n") + page)
+
+
+def test_the_read_calls_answered_200_with_html_stay_transient(sandbox_settings: Settings) -> None:
+    # balance and totals change nothing at the gateway: asking again is always safe
+    with raw_gateway(html_with_200) as url:
+        settings = dataclasses.replace(sandbox_settings, api_url=url)
+        with fast_client(settings, read_attempts=2) as c:
+            for call in (c.balance, c.totals):
+                with pytest.raises(BadResponse) as info:
+                    call()
+                assert not isinstance(info.value, AmbiguousError)
+                assert info.value.http_status == 200
+
+
+def test_a_balance_over_the_size_cap_is_a_bad_response(sandbox_settings: Settings) -> None:
+    with raw_gateway(oversized) as url:
+        settings = dataclasses.replace(sandbox_settings, api_url=url)
+        with fast_client(settings, read_attempts=1) as c, pytest.raises(BadResponse) as info:
+            c.balance()
     assert "over" in info.value.meaning
 
 
@@ -491,6 +534,22 @@ def _scenarios(
 
         return run
 
+    stalled = fast_client(dataclasses.replace(settings, call_deadline_seconds=1.2))
+
+    def trickled(call: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            sandbox.configure(trickle=0.1)
+            try:
+                return call()
+            finally:
+                sandbox.configure(trickle=0.0)
+
+        return run
+
+    def send_trickled() -> object:
+        sandbox.script(PHONE, [{"trickle": 0.1}])
+        return stalled.send(PHONE, "Xin chao")
+
     def empty_balance() -> object:
         sandbox.set_balance(0)
         return client.send(PHONE, "Xin chao")
@@ -505,6 +564,9 @@ def _scenarios(
         "send dropped": scripted({"drop": True}),
         "send 502": scripted({"http": 502}),
         "send garbage": scripted({"body": "\x00<html>", "status": 200}),
+        "send past the deadline": send_trickled,
+        "balance past the deadline": trickled(stalled.balance),
+        "totals past the deadline": trickled(stalled.totals),
         "send code 2": scripted({"code": 2}),
         "send code 7": scripted({"code": 7}),
         "send code 14": empty_balance,
@@ -514,6 +576,7 @@ def _scenarios(
 SCENARIOS = [
     "send refused", "balance refused", "totals refused", "send read timeout",
     "balance read timeout", "totals read timeout", "send dropped", "send 502", "send garbage",
+    "send past the deadline", "balance past the deadline", "totals past the deadline",
     "send code 2", "send code 7", "send code 14",
 ]  # fmt: skip
 
@@ -536,6 +599,8 @@ def test_no_error_path_leaks_the_password(
     with pytest.raises(FiboError) as info:
         run()
     exc = info.value
+    if "deadline" in scenario:  # the path under test, not some earlier failure
+        assert "call deadline" in exc.meaning
 
     # Then nothing it left behind holds the password
     texts = [
@@ -613,29 +678,3 @@ def test_the_soap_body_escapes_the_credentials(
             assert c.balance() >= 0
     finally:
         tricky.stop()
-
-
-# -- one client per process --------------------------------------------------------------
-
-
-def test_get_client_gives_one_client_per_process(
-    sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # start from (and restore) an empty per-process cache
-    monkeypatch.setattr(client_module, "_client", None)
-    monkeypatch.setattr(client_module, "_client_pid", None)
-    first = get_client(sandbox_settings)
-    assert get_client(sandbox_settings) is first
-
-    # a forked child sees another pid and builds its own, leaving the parent's alone
-    with monkeypatch.context() as forked:
-        forked.setattr(client_module.os, "getpid", lambda: -1)
-        child = get_client(sandbox_settings)
-        assert child is not first
-        assert get_client(sandbox_settings) is child
-
-    # other settings, another client
-    other = dataclasses.replace(sandbox_settings, read_timeout_seconds=2.0)
-    rebuilt = get_client(other)
-    assert rebuilt is not child and rebuilt.settings == other
-    rebuilt.close()

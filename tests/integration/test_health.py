@@ -91,12 +91,12 @@ def test_stale_polls_fail_the_polls_check(
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
 
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
     from worker.ledger.db import Database
     from worker.ledger.models import BalancePoll
 
     db = Database(pg_url)
-    _clean(db)
+    clean_ledger(db)
     env = {**stack_env, "FIBOSMS_DATABASE_URL": pg_url, "FIBOSMS_BROKER_URL": redis_url,
            "FIBOSMS_BALANCE_POLL_SECONDS": "60"}
     # Given no poll yet: a fresh deployment is ready

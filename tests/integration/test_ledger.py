@@ -9,10 +9,11 @@ from sqlalchemy import select, update
 
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
-from worker.ledger.claims import Holder, Transition, claim, expire_if_due, finish_attempt
+from worker.ledger.claims import Holder, claim, expire_if_due, finish_attempt
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message, Status
 from worker.settings import Settings
+from worker.states import Transition
 from worker.sweep import sweep
 
 SETTINGS = Settings.from_env(

@@ -31,10 +31,10 @@ def json_records(log: Path) -> list[dict[str, Any]]:
 def test_celery_worker_writes_json_lines_with_context_and_no_secrets(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(pg_url, redis_url, FIBOSMS_LOG_FORMAT="json")
-    _clean(stack.db)
+    clean_ledger(stack.db)
     log = tmp_path / "celery-worker.log"
     args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
             "--concurrency", "2", "--loglevel", "INFO", "--without-heartbeat",

@@ -161,11 +161,11 @@ def test_a_ledger_that_cannot_be_read_reports_down_instead_of_failing_the_scrape
 
 def test_queue_depth_is_read_from_redis(make_stack: Callable[..., Stack], pg_url: str,
                                          redis_url: str) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     # Given messages published while no worker runs
     stack = make_stack(pg_url, redis_url)
-    _clean(stack.db)
+    clean_ledger(stack.db)
     for _ in range(3):
         stack.producer.enqueue_sms("0912345678", "otp", kind="otp")
     stack.producer.enqueue_sms("0912345678", "promo", kind="marketing")
@@ -246,11 +246,11 @@ def test_fibosms_metrics_serves_prometheus_text_until_terminated(
 def test_a_worker_serves_gateway_latency_and_task_outcomes(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str, sandbox: object
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     port = free_port()
     stack = make_stack(pg_url, redis_url, FIBOSMS_WORKER_METRICS_PORT=str(port))
-    _clean(stack.db)
+    clean_ledger(stack.db)
     stack.start_worker()
     ids = [stack.producer.enqueue_sms("0912345678", f"m{i}") for i in range(3)]
     wait_for(lambda: set(statuses(stack.db, ids).values()) == {"sent"}, timeout=30)
@@ -268,7 +268,7 @@ def test_a_worker_serves_gateway_latency_and_task_outcomes(
     assert value(got, "fibosms_gateway_call_seconds_sum", op="send", outcome="ok") > 0
 
     # a sweep pass, as beat would start it
-    from celeryconfig import SWEEP_TASK
+    from worker.brokers import SWEEP_TASK
 
     stack.app.send_task(SWEEP_TASK, queue="default")
     swept = wait_for(

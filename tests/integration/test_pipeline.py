@@ -22,10 +22,10 @@ PHONE = "0912345678"
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(db_url, redis_url)
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 

@@ -33,9 +33,9 @@ def queued_ids(redis_url: str, queue: str) -> list[int]:
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
     s = make_stack(db_url, redis_url)
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 
@@ -234,9 +234,9 @@ def test_with_the_broker_down_enqueue_still_accepts_and_leaves_it_to_the_sweep(
     make_stack: Callable[..., Stack], db_url: str
 ) -> None:
     stack = make_stack(db_url, "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
-    _clean(stack.db)
+    clean_ledger(stack.db)
     started = datetime.now(UTC)
     mid = stack.producer.enqueue_sms("0912345678", "hello")
     took = (datetime.now(UTC) - started).total_seconds()

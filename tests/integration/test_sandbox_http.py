@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from xml.etree.ElementTree import Element
 
 import pytest
@@ -14,7 +20,7 @@ import requests
 from defusedxml.ElementTree import fromstring
 
 from tests.fixtures.sandbox import SANDBOX_CLIENT_NO, SANDBOX_PASSWORD
-from worker.sandbox import SandboxServer
+from worker.sandbox import Action, SandboxServer
 from worker.settings import BALANCE_PATH, SEND_PATH, TOTALS_PATH, Settings
 
 pytestmark = pytest.mark.integration
@@ -29,6 +35,7 @@ LITERAL_SUCCESS = (
     "<string><SMS><Code>200</Code><Message>Sending...</Message><Time></Time></SMS></string>"
 )
 WRONG_GUESS = "guessed-Pa55-WRONG"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def send_params(phone: str = "0912345678", **extra: str) -> dict[str, str]:
@@ -314,6 +321,89 @@ def test_default_delay_applies_to_every_call(sandbox: SandboxServer) -> None:
 
     assert code_of(response) == 200
     assert time.monotonic() - started >= 0.3
+
+
+def read_trickle(url: str, path_and_query: str, count: int) -> tuple[bytes, float]:
+    """The first ``count`` bytes of the answer to a raw GET, and how long they took."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(f"GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        received = b""
+        started = time.monotonic()
+        while len(received) < count:
+            chunk = conn.recv(count - len(received))
+            if not chunk:
+                break
+            received += chunk
+        return received, time.monotonic() - started
+
+
+def send_query(**extra: str) -> str:
+    return SEND_PATH + "?" + urlencode(send_params(**extra))
+
+
+def test_a_scripted_trickle_sends_the_answer_one_byte_at_a_time(sandbox: SandboxServer) -> None:
+    # Given a send scripted over the control endpoint to trickle at 50 ms a byte
+    assert control(sandbox, "script", {"phone": None, "actions": [{"trickle": 0.05}]}).ok
+
+    # When a client reads the first 20 bytes
+    received, elapsed = read_trickle(sandbox.url, send_query(), 20)
+
+    # Then they are the start of a normal answer, status line first, at the scripted pace
+    assert received == b"HTTP/1.1 200 OK\r\nSer"
+    assert elapsed >= 19 * 0.05
+    # and the message was accepted: only the answer is slow, the ambiguous case
+    assert len(sandbox.accepted()) == 1
+    assert sandbox.calls()[0].action == Action(trickle=0.05)
+
+
+def test_a_configured_trickle_slows_the_balance_too(sandbox: SandboxServer) -> None:
+    # Given every answer configured to trickle at 5 ms a byte
+    assert control(sandbox, "config", {"trickle": 0.005}).json()["trickle"] == 0.005
+
+    # When a client waits for the whole balance answer
+    started = time.monotonic()
+    response = requests.get(sandbox.url + BALANCE_PATH,
+                            params={"clientNo": SANDBOX_CLIENT_NO, "clientPass": SANDBOX_PASSWORD},
+                            timeout=30)
+    elapsed = time.monotonic() - started
+
+    # Then it arrives whole and well-formed, one byte per 5 ms or slower
+    assert code_of(response) == 200
+    assert len(response.content) > 200
+    assert elapsed >= len(response.content) * 0.005
+    assert control(sandbox, "config", {"trickle": 0}).json()["trickle"] == 0
+
+
+def test_the_command_line_sandbox_trickles_with_its_flag(tmp_path: Path) -> None:
+    # Given `fibosms sandbox --trickle 0.05` on a free port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"FIBOSMS_SANDBOX_PORT": str(port), "FIBOSMS_DATA_DIR": str(tmp_path),
+           "FIBOSMS_ENV_FILE": str(tmp_path / "none")}
+    env = {k: v for k, v in {**os.environ, **env}.items()
+           if not k.startswith("FIBOSMS_") or k in env}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fibosms.cli", "sandbox", "--trickle", "0.05"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        # When a balance call reads the first 10 bytes of its answer
+        received, elapsed = read_trickle(f"http://127.0.0.1:{port}",
+                                         f"{BALANCE_PATH}?clientNo=x&clientPass=y", 10)
+        # Then they come at the flag's pace
+        assert received == b"HTTP/1.1 2"
+        assert elapsed >= 9 * 0.05
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_drop_closes_the_connection_without_an_answer(sandbox: SandboxServer) -> None:

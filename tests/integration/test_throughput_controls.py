@@ -114,10 +114,10 @@ def test_the_breaker_state_is_shared_by_every_worker(client: redis.Redis) -> Non
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(db_url, redis_url, FIBOSMS_BULK_BATCH_SIZE="25")
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 
@@ -148,11 +148,11 @@ def test_a_campaign_goes_out_in_batches_each_message_on_its_own_terms(
 def test_an_open_breaker_stops_calls_without_spending_attempts(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str, sandbox: Any
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(pg_url, redis_url, FIBOSMS_BREAKER_THRESHOLD="3",
                        FIBOSMS_BREAKER_COOLDOWN_SECONDS="2", FIBOSMS_MAX_ATTEMPTS="4")
-    _clean(stack.db)
+    clean_ledger(stack.db)
     # Given a gateway failing with a system error for every call
     sandbox.script(None, [{"code": 2}] * 1000)
     stack.start_worker(concurrency=1)

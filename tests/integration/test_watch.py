@@ -29,10 +29,10 @@ ICT = timezone(timedelta(hours=7))
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(db_url, redis_url, FIBOSMS_LOW_BALANCE="100")
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 
@@ -97,11 +97,11 @@ def test_a_balance_poll_is_stored(stack: Stack, client: FiboClient, sandbox: Any
 def test_a_low_balance_alerts_once_with_an_estimate_and_reaches_the_webhook_once(
     make_stack: Callable[..., Stack], db_url: str, redis_url: str, sandbox: Any, webhook: Webhook
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(db_url, redis_url, FIBOSMS_LOW_BALANCE="100",
                        FIBOSMS_ALERT_WEBHOOK_URL=webhook.url)
-    _clean(stack.db)
+    clean_ledger(stack.db)
     client = FiboClient(stack.settings, read_attempts=1)
     start = now() - timedelta(hours=3)
     # Given a balance falling 30 an hour, below the threshold of 100
@@ -239,11 +239,11 @@ def test_a_wrong_password_pauses_until_resumed_by_command(
 def test_a_real_beat_polls_and_a_second_beat_stands_by(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str, sandbox: Any
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(pg_url, redis_url, FIBOSMS_BALANCE_POLL_SECONDS="1",
                        FIBOSMS_TOTALS_POLL_SECONDS="1", FIBOSMS_SWEEP_SECONDS="1")
-    _clean(stack.db)
+    clean_ledger(stack.db)
     stack.start_worker()
     first = stack.start_beat(name="beat-1")
     second = stack.start_beat(name="beat-2")

@@ -22,10 +22,9 @@ def phone_for(key: str) -> str:
 
 
 def main(raw: str) -> int:
+    from fibosms.celeryapp import make_app, publisher_for
     from producer.enqueue import Producer
-    from worker.app import make_app
     from worker.ledger.db import Database
-    from worker.publish import Publisher
     from worker.settings import Settings
 
     args: dict[str, Any] = json.loads(raw)
@@ -36,7 +35,7 @@ def main(raw: str) -> int:
         "FIBOSMS_ENV_FILE": f"{args['data_dir']}/no.env",
     })
     db = Database(settings.database_url)
-    producer = Producer(settings=settings, db=db, publisher=Publisher(make_app(settings)))
+    producer = Producer(settings=settings, db=db, publisher=publisher_for(make_app(settings)))
     with open(args["keys_file"], encoding="utf-8") as f:
         keys = f.read().split()
     random.Random(args["seed"]).shuffle(keys)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack, wait_for
 from tests.system.infra import PrivateRedis, Producers, count_by_status, wait_until_final
 
@@ -40,7 +40,7 @@ def stack(
         FIBOSMS_REPUBLISH_AFTER_SECONDS="3",
         FIBOSMS_SENDING_TIMEOUT_SECONDS="5",
     )
-    _clean(s.db)
+    clean_ledger(s.db)
     s.start_worker(concurrency=CONCURRENCY)
     beat(s)
     return s

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack, wait_for
 from worker.clock import now
 from worker.ledger.models import Failure, Message
@@ -61,7 +61,7 @@ def test_every_call_the_gateway_accepted_is_accounted_for_in_the_ledger(
         FIBOSMS_RETRY_MAX_SECONDS="0.5",
         FIBOSMS_BULK_BATCH_SIZE="5",
     )
-    _clean(stack.db)
+    clean_ledger(stack.db)
     phones = [f"0913{i:06d}" for i in range(MESSAGES)]
     for phone in phones:
         sandbox.script(phone, [{"code": 200, "delay": rng.choice(DELAYS)} for _ in range(4)])

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack
 from tests.system.infra import ErrorPageServer, count_by_status, wait_until_final
 from worker.ledger.models import Failure, Message
@@ -61,7 +61,7 @@ def test_a_gateway_refusing_then_slow_then_failing_for_30s_dead_letters_nothing(
         # message keeps trying, and the retry budget is what is under test
         FIBOSMS_BREAKER_THRESHOLD="0",
     )
-    _clean(stack.db)
+    clean_ledger(stack.db)
     stack.start_worker(concurrency=8)
     beat(stack)
     dead_seen: list[int] = []

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack
 from worker.codes import SUCCESS_CODES, CodeClass, classify
 from worker.ledger.models import Failure, Message
@@ -100,7 +100,7 @@ def test_a_gateway_answering_garbage_leaves_every_message_in_a_valid_state(
     rng = random.Random(SEED)
     stack = make_stack(pg_url, redis_url, FIBOSMS_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
                        FIBOSMS_BREAKER_THRESHOLD="0")
-    _clean(stack.db)
+    clean_ledger(stack.db)
     phones = [f"0918{i:06d}" for i in range(MESSAGES)]
     scripted = 0
     for phone in phones:

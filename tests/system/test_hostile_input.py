@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack
 from worker.errors import ValidationError
 from worker.ledger.models import Message
@@ -129,7 +129,7 @@ NATIONAL = re.compile(r"0[0-9]{9}")
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
     s = make_stack(db_url, redis_url)
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 

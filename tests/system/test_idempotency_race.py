@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import ROOT
 from worker.ledger.db import Database
 from worker.ledger.models import Message
@@ -54,7 +54,7 @@ def race(
     figures: dict[str, Any],
 ) -> None:
     db = Database(db_url)
-    _clean(db)
+    clean_ledger(db)
     run = uuid.uuid4().hex[:6]
     count = BIG if batch == BIG else KEYS
     keys = [f"race-{run}-{i}" for i in range(count)]

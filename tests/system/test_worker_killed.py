@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.services import _clean
+from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack, wait_for
 from tests.system.infra import count_by_status, rows, wait_until_final
 from worker.ledger.models import Message
@@ -54,7 +54,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_resends_only_what_was_in_flig
         FIBOSMS_RETRY_BASE_SECONDS="0.5",
         FIBOSMS_RETRY_MAX_SECONDS="1",
     )
-    _clean(stack.db)
+    clean_ledger(stack.db)
     # each send takes a moment, so that every thread is mid-call when the kill comes
     sandbox.configure(delay=0.02)
     stack.start_worker(concurrency=CONCURRENCY)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.flower import auth_problem, normalize_args
+from fibosms.celeryapp.flower import auth_problem, normalize_args
 from worker.settings import METRICS_PORT, Settings, SettingsError
 
 

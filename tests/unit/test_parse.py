@@ -12,12 +12,15 @@ import worker.gateway
 from worker.codes import CODES, SUCCESS_CODES, CodeClass
 from worker.errors import (
     AccountError,
+    AmbiguousError,
     BadResponse,
     FiboError,
     PermanentError,
     TransientError,
+    UnreadableReply,
 )
 from worker.gateway import SendReceipt, Totals, parse_balance, parse_send, parse_totals
+from worker.gateway.parse import unreadable_send
 
 DECL = '<?xml version="1.0" encoding="utf-8"?>\n'
 SENDING = "<SMS><Code>200</Code><Message>Sending...</Message><Time></Time></SMS>"
@@ -68,6 +71,13 @@ EXTERNAL_ENTITY = (
     "<string><SMS><Code>200</Code><Message>&xxe;</Message></SMS></string>"
 )
 PARSERS = [parse_send, parse_balance, parse_totals]
+#: the idempotent reads: an answer they cannot read is worth asking again
+READ_PARSERS = [parse_balance, parse_totals]
+
+
+def unreadable_error(parse: object) -> type[FiboError]:
+    """A send answered 2xx has been processed by the gateway; a read is safe to repeat."""
+    return UnreadableReply if parse is parse_send else BadResponse
 
 
 # -- the public surface ------------------------------------------------------------------
@@ -78,7 +88,6 @@ def test_the_package_exports_exactly_its_public_surface() -> None:
         "FiboClient",
         "SendReceipt",
         "Totals",
-        "get_client",
         "parse_balance",
         "parse_send",
         "parse_totals",
@@ -252,17 +261,67 @@ NOT_FIBO = [
 
 
 @pytest.mark.parametrize("body", NOT_FIBO)
-@pytest.mark.parametrize("parse", PARSERS, ids=lambda f: f.__name__)
-def test_a_body_that_is_not_fibos_xml_is_a_bad_response(parse: object, body: bytes) -> None:
+@pytest.mark.parametrize("parse", READ_PARSERS, ids=lambda f: f.__name__)
+def test_a_read_whose_body_is_not_fibos_xml_is_a_bad_response(parse: object, body: bytes) -> None:
     with pytest.raises(BadResponse) as info:
         parse(body)  # type: ignore[operator]
     assert info.value.code is None
     assert info.value.http_status == 200
 
 
-def test_a_bad_response_never_quotes_the_body() -> None:
+@pytest.mark.parametrize("status", [200, 201, 204])
+@pytest.mark.parametrize("body", NOT_FIBO)
+def test_a_send_answered_2xx_with_an_unreadable_body_is_ambiguous(
+    body: bytes, status: int
+) -> None:
+    # the gateway received the request and answered: the message may have been accepted
+    with pytest.raises(UnreadableReply) as info:
+        parse_send(body, status)
+    assert isinstance(info.value, AmbiguousError)
+    assert not isinstance(info.value, TransientError)
+    assert info.value.cls is CodeClass.TRANSIENT  # the class AmbiguousError has always had
+    assert info.value.code is None
+    assert info.value.http_status == status
+
+
+@pytest.mark.parametrize("status", [301, 404, 429, 500, 502, 503])
+@pytest.mark.parametrize(
+    "body",
+    [HTML_PAGE, b"", b"\x00garbage", asmx(SENDING)[:60]],
+    ids=["html", "empty", "garbage", "cut"],
+)
+def test_a_send_answered_non_2xx_with_an_unreadable_body_stays_transient(
+    body: bytes, status: int
+) -> None:
+    # a proxy's error page: the request did not get through to be processed
     with pytest.raises(BadResponse) as info:
-        parse_send(HTML_PAGE)
+        parse_send(body, status)
+    assert not isinstance(info.value, AmbiguousError)
+    assert info.value.http_status == status
+
+
+def test_unreadable_send_classifies_by_status_alone() -> None:
+    assert type(unreadable_send("the body is empty", 200)) is UnreadableReply
+    assert type(unreadable_send("the body is empty", 299)) is UnreadableReply
+    assert type(unreadable_send("the body is empty", 502)) is BadResponse
+    assert type(unreadable_send("the body is empty", 302)) is BadResponse
+    assert unreadable_send("an answer over 1048576 bytes", 200).meaning == (
+        "an answer over 1048576 bytes"
+    )
+
+
+def test_an_unreadable_send_still_reports_a_refusal_it_can_read() -> None:
+    # a readable code is the gateway's word, not an unknown outcome
+    with pytest.raises(PermanentError) as info:
+        parse_send(asmx(sms(7)))
+    assert not isinstance(info.value, AmbiguousError)
+
+
+@pytest.mark.parametrize("parse", PARSERS, ids=lambda f: f.__name__)
+def test_a_bad_response_never_quotes_the_body(parse: object) -> None:
+    with pytest.raises(FiboError) as info:
+        parse(HTML_PAGE)  # type: ignore[operator]
+    assert type(info.value) is unreadable_error(parse)
     for text in (str(info.value), repr(info.value), info.value.meaning):
         assert "hunter2" not in text
         assert "clientPass" not in text
@@ -300,7 +359,7 @@ def test_errors_from_the_parser_carry_no_chained_exception() -> None:
 )
 def test_hostile_xml_is_refused_fast(parse: object, body: bytes) -> None:
     started = time.monotonic()
-    with pytest.raises(BadResponse) as info:
+    with pytest.raises(unreadable_error(parse)) as info:
         parse(body)  # type: ignore[operator]
     assert time.monotonic() - started < 1.0
     assert "DTD" in info.value.meaning or "entit" in info.value.meaning
@@ -308,8 +367,10 @@ def test_hostile_xml_is_refused_fast(parse: object, body: bytes) -> None:
 
 def test_deep_nesting_is_survived() -> None:
     body = b"<string>" + b"<a>" * 50_000 + b"</a>" * 50_000 + b"</string>"
-    with pytest.raises(BadResponse):
+    with pytest.raises(UnreadableReply):
         parse_send(body)
+    with pytest.raises(BadResponse):
+        parse_balance(body)
 
 
 # -- HTTP status, checked before the body ------------------------------------------------

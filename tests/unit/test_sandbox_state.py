@@ -9,7 +9,8 @@ import pytest
 
 import worker.sandbox
 from worker.sandbox import Action, SandboxServer, SandboxState, ScriptError, parse_script_arg
-from worker.sandbox.server import parse_totals_request, redact, render, render_sms
+from worker.sandbox.render import render, render_sms
+from worker.sandbox.server import parse_totals_request, redact
 from worker.sandbox.state import Reply, phone_key, vietnam_day
 
 CLIENT_NO = "CLUNIT01"
@@ -318,6 +319,49 @@ def test_delay_drop_http_and_raw_replies() -> None:
         "answered", "dropped", "dropped", "http", "raw", "answered"]
 
 
+def test_a_trickle_is_carried_to_every_kind_of_reply() -> None:
+    # Given answers scripted to trickle, and one that keeps the default
+    state = make_state(balance=10)
+    state.script(None, [
+        {"trickle": 0.5},
+        {"trickle": 0.25, "code": 7},
+        {"trickle": 0.1, "http": 502},
+        {"trickle": 0.2, "body": "<html>", "status": 200},
+        {"code": 2},
+    ])
+
+    replies = [state.send(params()) for _ in range(5)]
+
+    assert [(r.kind, r.trickle) for r in replies] == [
+        ("sms", 0.5), ("sms", 0.25), ("http", 0.1), ("raw", 0.2), ("sms", 0.0)]
+    # a trickled success is still accepted: the slowness is in the answer, not the gateway
+    assert replies[0].code == 200 and len(state.messages()) == 1
+
+
+def test_the_configured_trickle_slows_every_operation() -> None:
+    state = make_state(trickle=0.3)
+    assert state.config.trickle == 0.3
+    assert state.send(params()).trickle == 0.3
+    assert state.balance_query(params()).trickle == 0.3
+    assert state.totals_query(CLIENT_NO, PASSWORD).trickle == 0.3
+    assert state.totals_query(CLIENT_NO, "wrong").trickle == 0.3
+
+    state.configure(trickle=0)
+    assert state.balance_query(params()).trickle == 0.0
+    assert state.snapshot()["trickle"] == 0.0
+    state.configure(trickle=1.5)
+    state.reset()
+    assert state.config.trickle == 0.3  # the start-up value
+
+
+@pytest.mark.parametrize("trickle", [-0.1, 61, float("inf"), "0.5", True])
+def test_a_configured_trickle_out_of_bounds_is_refused(trickle: object) -> None:
+    state = make_state()
+    with pytest.raises(ScriptError, match="trickle"):
+        state.configure(trickle=trickle)  # type: ignore[arg-type]
+    assert state.config.trickle == 0.0
+
+
 def test_literal_format_is_carried_to_the_reply() -> None:
     state = make_state()
     state.configure(response_format="literal")
@@ -352,6 +396,11 @@ def test_snapshot_lists_pending_scripts() -> None:
         {"status": 500},
         {"code": 2, "http": 502},
         {"drop": True, "http": 502},
+        {"trickle": 0},
+        {"trickle": -1},
+        {"trickle": 61},
+        {"trickle": float("nan")},
+        {"drop": True, "trickle": 0.5},
         {"code": 3, "delivery": "failed"},
         {"delivery": "lost"},
         {"colour": "red"},
@@ -391,8 +440,15 @@ def test_parse_script_arg_for_any_number_with_transport_steps() -> None:
         None, [Action(drop=True), Action(http=502), Action(delay=1.5), Action(code=13)])
 
 
+def test_parse_script_arg_reads_a_trickle_step() -> None:
+    assert parse_script_arg("0912345678=trickle:0.5,200") == (
+        "0912345678", [Action(trickle=0.5), Action(code=200)])
+    assert Action(trickle=0.5).to_json() == {"trickle": 0.5}
+
+
 @pytest.mark.parametrize("arg", ["0912345678", "=2", "0912345678=", "0912345678=two",
-                                 "phone=2", "*=http:200", "*=delay:-1"])
+                                 "phone=2", "*=http:200", "*=delay:-1", "*=trickle:0",
+                                 "*=trickle:x"])
 def test_parse_script_arg_refuses_malformed_input(arg: str) -> None:
     with pytest.raises(ScriptError, match="--script"):
         parse_script_arg(arg)

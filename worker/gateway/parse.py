@@ -20,7 +20,10 @@ What is raised (only :mod:`worker.errors` classes, never anything else):
   as often from a proxy or firewall as from the gateway, so they are treated the same way;
   a lasting misconfiguration shows as ``HTTP 404`` on every dead-lettered message;
 * a body that is not FIBO's XML (empty, not UTF-8, not well-formed, HTML, a DTD or an
-  entity — refused before expansion, so a "billion laughs" costs nothing) → BadResponse;
+  entity — refused before expansion, so a "billion laughs" costs nothing) → BadResponse
+  for the balance and totals reads, which are safe to repeat; for a send with a 2xx status
+  → :class:`~worker.errors.UnreadableReply`, an ambiguous outcome: the gateway took the
+  request and answered, so the message may have been accepted (:func:`unreadable_send`);
 * a result code other than 200 or 1 → :func:`worker.errors.error_for_code`.
 
 No message built here quotes the body: a proxy page may echo the request URL, and with it
@@ -38,7 +41,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from worker.codes import SUCCESS_CODES
-from worker.errors import BadResponse, error_for_code
+from worker.errors import BadResponse, FiboError, UnreadableReply, error_for_code
 
 _CODE = re.compile(r"-?[0-9]{1,9}")
 # ASCII digits only: int() and Decimal() would also take "٣" or "1_000"
@@ -65,7 +68,32 @@ class Totals:
 
 
 def parse_send(body: bytes, http_status: int = 200) -> SendReceipt:
-    """The receipt in a SendMaskedSMS answer, or the error its code stands for."""
+    """The receipt in a SendMaskedSMS answer, or the error its code stands for.
+
+    A 2xx answer whose body cannot be read raises :class:`UnreadableReply` (ambiguous),
+    any other status :class:`BadResponse` (transient), whatever the body.
+    """
+    unreadable: BadResponse | None = None
+    try:
+        return _read_send(body, http_status)
+    except BadResponse as exc:
+        unreadable = exc
+    # raised outside the except block: no __context__ to carry the body along
+    raise unreadable_send(unreadable.meaning, http_status)
+
+
+def unreadable_send(meaning: str, http_status: int) -> FiboError:
+    """What a send answer we cannot read stands for: ambiguous after a 2xx, else transient.
+
+    A 2xx means the gateway received the request and answered it; a body we cannot read
+    (empty, HTML, cut, over the size cap) does not say it refused the message.
+    """
+    if 200 <= http_status < 300:
+        return UnreadableReply(meaning, http_status=http_status)
+    return BadResponse(meaning, http_status=http_status)
+
+
+def _read_send(body: bytes, http_status: int) -> SendReceipt:
     root = _document(body, http_status)
     code = _code_element(root, http_status)
     if code is None:

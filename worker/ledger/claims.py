@@ -17,6 +17,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status, UTCDateTime
+from worker.states import Transition
 
 #: seconds by which a task may arrive before its row is due and still claim it (clock skew
 #: between machines, countdown rounding)
@@ -204,22 +205,6 @@ def defer(session: Session, ids: list[int], until: datetime, now: datetime) -> N
         .values(next_attempt_at=until, published_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-
-
-@dataclass(frozen=True)
-class Transition:
-    """The next state of a row that is in ``sending`` under claim ``claim``."""
-
-    status: Status
-    code: int | None = None
-    error: str | None = None
-    next_attempt_at: datetime | None = None
-    published_at: datetime | None = None
-    ambiguous: bool = False
-    failure_class: str | None = None
-    meaning: str | None = None
-    #: the outcome is the sweep's guess for a stalled attempt, not the gateway's answer
-    guessed: bool = False
 
 
 def finish_attempt(session: Session, holder: Holder, t: Transition, now: datetime) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -23,20 +22,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from worker.states import IN_FLIGHT, SENDABLE, Status
 
-class Status(StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    SENT = "sent"
-    DEAD = "dead"
-    EXPIRED = "expired"
-
-
-#: statuses a worker may claim
-SENDABLE = (Status.QUEUED.value, Status.RETRYING.value)
-#: statuses a message can still leave: accepted and not yet final
-IN_FLIGHT = (Status.QUEUED.value, Status.SENDING.value, Status.RETRYING.value)
+__all__ = [
+    "IN_FLIGHT", "SENDABLE", "AccountState", "Alert", "BalancePoll", "Base", "Failure", "Message",
+    "Reconciliation", "Status", "TotalsPoll", "UTCDateTime",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -16,9 +16,9 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from celeryconfig import QUEUES, is_redis
 from worker.breaker import FAILURES_KEY as BREAKER_FAILURES_KEY
 from worker.breaker import OPEN_KEY as BREAKER_OPEN_KEY
+from worker.brokers import QUEUES, is_redis
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.metrics")

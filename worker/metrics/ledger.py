@@ -29,8 +29,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from celeryconfig import QUEUES
 from worker import clock
+from worker.brokers import QUEUES
 from worker.ledger import metrics as reads
 from worker.ledger.account import current_pause, last_polls, latest_balance
 from worker.ledger.db import Database

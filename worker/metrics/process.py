@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from celeryconfig import SEND_TASK, SWEEP_TASK
+from worker.brokers import SEND_TASK, SWEEP_TASK
 from worker.metrics.serve import serve_in_thread
 
 log = logging.getLogger("fibosms.metrics")

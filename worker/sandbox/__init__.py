@@ -17,11 +17,16 @@ Control endpoint (JSON; no authentication, so it listens on 127.0.0.1 by default
                                 (with or without a code); ``{"drop": true}`` (read the request,
                                 close without a response; with a success code the message is
                                 accepted first); ``{"http": 502}`` (an HTML error page);
-                                ``{"body": "...", "status": 200}`` (a raw body); and on a success
+                                ``{"body": "...", "status": 200}`` (a raw body, e.g. HTML, empty
+                                or garbage with a 200); ``{"trickle": seconds}`` (the answer,
+                                status line included, one byte per that many seconds; with or
+                                without a code, http or body); and on a success
                                 ``"delivery": "failed" | "pending"``. A bare number is a code.
 ``POST /_sandbox/balance``      ``{"balance": N}``
 ``POST /_sandbox/config``       any of ``{"format": "escaped" | "literal", "delay": seconds,
-                                "price": N}``; ``literal`` answers ``<string><SMS>…`` unescaped
+                                "price": N, "trickle": seconds}``; ``literal`` answers
+                                ``<string><SMS>…`` unescaped; ``trickle`` (0: off) slows every
+                                answer, balance and totals included, to one byte per that long
 ``POST /_sandbox/reset``        back to the start-up balance and config; all else cleared
 ``GET /_sandbox/messages``      ``{"messages": [...]}`` accepted, oldest first (``?phone=`` filters)
 ``GET /_sandbox/calls``         ``{"calls": [...]}`` every gateway call with the code answered
@@ -30,7 +35,7 @@ Control endpoint (JSON; no authentication, so it listens on 127.0.0.1 by default
 
 Invalid control input answers 400 with ``{"error": "..."}``. From the command line,
 ``--script PHONE=CODE,CODE,...`` (PHONE may be ``*``; a step may also be ``drop``,
-``http:502`` or ``delay:SECONDS``) is read by :func:`parse_script_arg`.
+``http:502``, ``delay:SECONDS`` or ``trickle:SECONDS``) is read by :func:`parse_script_arg`.
 """
 
 from __future__ import annotations
@@ -41,21 +46,23 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from worker.sandbox.script import (
+    Action,
+    ActionLike,
+    ScriptError,
+    parse_script_arg,
+    phone_key,
+)
 from worker.sandbox.server import Paths, SandboxHTTPServer
 from worker.sandbox.state import (
     DEFAULT_BALANCE,
     DEFAULT_PRICE,
     AcceptedMessage,
-    Action,
-    ActionLike,
     CallRecord,
     Config,
     ResponseFormat,
     SandboxState,
-    ScriptError,
     Totals,
-    parse_script_arg,
-    phone_key,
 )
 from worker.settings import BALANCE_PATH, SANDBOX_HOST, SEND_PATH, TOTALS_PATH, Settings
 
@@ -93,14 +100,17 @@ class SandboxServer:
         totals_path: str = TOTALS_PATH,
         response_format: ResponseFormat = "escaped",
         delay: float = 0.0,
+        trickle: float = 0.0,
         scripts: Iterable[tuple[str | None, Iterable[ActionLike]]] = (),
         verbose: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """``port=0`` picks a free port; ``scripts`` are ``(phone, actions)`` pairs, as
-        :func:`parse_script_arg` returns; ``delay`` is in seconds, for every call."""
+        :func:`parse_script_arg` returns; ``delay`` is in seconds, for every call; ``trickle``
+        (seconds between the bytes of every answer, 0: off) too."""
         self.state = SandboxState(client_no, client_pass, balance=balance, price=price,
-                                  response_format=response_format, delay=delay, clock=clock)
+                                  response_format=response_format, delay=delay, trickle=trickle,
+                                  clock=clock)
         for phone, actions in scripts:
             self.state.script(phone, list(actions))
         self.paths = Paths.of(send_path, balance_path, totals_path)
@@ -238,8 +248,11 @@ class SandboxServer:
         response_format: ResponseFormat | None = None,
         delay: float | None = None,
         price: int | None = None,
+        trickle: float | None = None,
     ) -> Config:
-        return self.state.configure(response_format=response_format, delay=delay, price=price)
+        return self.state.configure(
+            response_format=response_format, delay=delay, price=price, trickle=trickle
+        )
 
     def accepted(self, phone: str | None = None) -> list[AcceptedMessage]:
         return self.state.messages(phone)

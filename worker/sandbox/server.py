@@ -20,18 +20,20 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.etree.ElementTree import ParseError
-from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from worker.codes import SUCCESS_CODES, lookup
-from worker.sandbox.state import Reply, SandboxState, ScriptError
+from worker.sandbox.render import (
+    SOAP_ENV,
+    TEMPURI,
+    render,
+    render_error_page,
+)
+from worker.sandbox.script import ScriptError
+from worker.sandbox.state import Reply, SandboxState
 
-TEMPURI = "http://tempuri.org/"
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP_ACTION = "http://tempuri.org/GetTotalMt"
-XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json"
 CONTROL_PREFIX = "/_sandbox/"
 #: bytes; a bigger request body is refused with 413
@@ -39,13 +41,6 @@ MAX_BODY = 1 << 20
 #: seconds an idle keep-alive connection is kept open
 IDLE_TIMEOUT = 30.0
 
-_XML_DECL = '<?xml version="1.0" encoding="utf-8"?>\n'
-_SOAP_OPEN = (
-    f'{_XML_DECL}<soap:Envelope xmlns:soap="{SOAP_ENV}" '
-    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-    'xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soap:Body>'
-)
-_SOAP_CLOSE = "</soap:Body></soap:Envelope>"
 # up to the next parameter, the request line's " HTTP/1.1", a quote or the end: a malformed
 # request line may carry an unencoded space inside the password
 _SECRET_IN_QUERY = re.compile(
@@ -56,65 +51,6 @@ _SECRET_IN_QUERY = re.compile(
 def redact(text: str) -> str:
     """``…&clientPass=secret&…`` → ``…&clientPass=***&…``, for anything printed."""
     return _SECRET_IN_QUERY.sub(r"\1***", text)
-
-
-# -- rendering ---------------------------------------------------------------------------
-
-
-def render_string(inner: str, *, literal: bool) -> str:
-    """ASMX's ``<string>`` document: the inner XML escaped (as ASMX does) or literal."""
-    if literal:
-        return f"<string>{inner}</string>"
-    return f'{_XML_DECL}<string xmlns="{TEMPURI}">{escape(inner)}</string>'
-
-
-def render_sms(code: int, *, literal: bool = False) -> str:
-    message = "Sending..." if code in SUCCESS_CODES else lookup(code).meaning
-    inner = f"<SMS><Code>{code}</Code><Message>{escape(message)}</Message><Time></Time></SMS>"
-    return render_string(inner, literal=literal)
-
-
-def render_balance(balance: int, *, literal: bool = False) -> str:
-    inner = f"<SMS><Code>200</Code><AccountBalance>{balance}</AccountBalance><Time></Time></SMS>"
-    return render_string(inner, literal=literal)
-
-
-def render_totals(result: str) -> str:
-    return (f'{_SOAP_OPEN}<GetTotalMtResponse xmlns="{TEMPURI}"><GetTotalMtResult>'
-            f"{escape(result)}</GetTotalMtResult></GetTotalMtResponse>{_SOAP_CLOSE}")
-
-
-def render_fault(reason: str) -> str:
-    return (f"{_SOAP_OPEN}<soap:Fault><faultcode>soap:Client</faultcode>"
-            f"<faultstring>{escape(reason)}</faultstring><detail /></soap:Fault>{_SOAP_CLOSE}")
-
-
-def render_error_page(status: int) -> str:
-    """What a reverse proxy answers when the service behind it is down."""
-    try:
-        title = f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        title = str(status)
-    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-            "</body>\r\n</html>\r\n")
-
-
-def render(reply: Reply) -> tuple[int, str, str]:
-    """``(status, content type, body)`` for every reply but a drop."""
-    if reply.kind == "http":
-        return reply.status, "text/html", render_error_page(reply.status)
-    if reply.kind == "raw":
-        return reply.status, reply.content_type or XML_TYPE, reply.body or ""
-    if reply.kind == "fault":
-        return 500, XML_TYPE, render_fault(reply.body or "")
-    if reply.kind == "totals":
-        return 200, XML_TYPE, render_totals(reply.totals or "")
-    if reply.kind == "balance" and reply.balance is not None:
-        return 200, XML_TYPE, render_balance(reply.balance, literal=reply.literal)
-    if reply.kind == "sms" and reply.code is not None:
-        return 200, XML_TYPE, render_sms(reply.code, literal=reply.literal)
-    raise ValueError(f"cannot render {reply!r}")
 
 
 # -- SOAP --------------------------------------------------------------------------------
@@ -331,7 +267,29 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the request was read; no byte of answer
             return
         status, content_type, text = render(reply)
+        if reply.trickle > 0:
+            self._trickle(status, text.encode("utf-8"), content_type, reply.trickle)
+            return
         self._send(status, text.encode("utf-8"), content_type)
+
+    def _trickle(self, status: int, body: bytes, content_type: str, pause: float) -> None:
+        """The whole answer, status line first, one byte every ``pause`` seconds."""
+        self.close_connection = True  # a client that gives up leaves the stream half-read
+        self.log_request(status)
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        head = (
+            f"{self.protocol_version} {status} {phrase}\r\nServer: {self.version_string()}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        for index, byte in enumerate(head + body):
+            if index and self.server.stopping.wait(pause):
+                return  # stopped: the gateway went down mid-answer
+            # straight to the socket: the buffered writer would hold the bytes back
+            self.connection.sendall(bytes((byte,)))
 
     # -- control ---------------------------------------------------------------------------
 
@@ -374,9 +332,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             _keys(data, required={"balance"}, allowed={"balance"})
             state.set_balance(data["balance"])
             return {"balance": state.balance}
-        _keys(data, required=set(), allowed={"format", "delay", "price"})
+        _keys(data, required=set(), allowed={"format", "delay", "price", "trickle"})
         config = state.configure(
-            response_format=data.get("format"), delay=data.get("delay"), price=data.get("price")
+            response_format=data.get("format"), delay=data.get("delay"), price=data.get("price"),
+            trickle=data.get("trickle"),
         )
         return config.to_json()
 

@@ -1,24 +1,34 @@
 """The sandbox's state and decisions: credentials, balance, scripted outcomes, day counters.
 
 Pure logic, no I/O: the HTTP layer (``server.py``) asks a :class:`SandboxState` what to
-answer and renders the :class:`Reply`. Delays are returned, not slept, so the lock is
-never held while a call waits.
+answer and renders the :class:`Reply`. Delays and trickles are returned, not slept, so
+the lock is never held while a call waits. Scripted actions live in :mod:`.script`.
 """
 
 from __future__ import annotations
 
 import hmac
-import math
-import re
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
-from worker.codes import INSUFFICIENT_BALANCE, SUCCESS_CODES
+from worker.clock import now
+from worker.codes import INSUFFICIENT_BALANCE
+from worker.sandbox.script import (
+    ANY,
+    Action,
+    Delivery,
+    ScriptError,
+    delay_seconds,
+    parse_actions,
+    phone_key,
+    trickle_seconds,
+    whole_number,
+)
 
 #: FIBO's day is Vietnam's day, not UTC's
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -29,24 +39,9 @@ DEFAULT_BALANCE = 1_000_000
 DEFAULT_PRICE = 1
 #: records kept per list; older ones are dropped so a long-running sandbox stays bounded
 MAX_RECORDS = 100_000
-#: seconds; longer scripted or default delays are refused
-MAX_DELAY = 3600.0
-#: the script key for "whatever the number"
-ANY = "*"
-
-Delivery = Literal["success", "failed", "pending"]
 ResponseFormat = Literal["escaped", "literal"]
 Operation = Literal["SendMaskedSMS", "GetClientBalance", "GetTotalMt"]
 ReplyKind = Literal["sms", "balance", "totals", "fault", "drop", "http", "raw"]
-
-
-class ScriptError(ValueError):
-    """A scripted action or a control value is malformed; the message says which."""
-
-
-def phone_key(phone: str) -> str:
-    """The last 9 digits: ``0912345678``, ``84912345678``, ``+84912345678`` are one number."""
-    return re.sub(r"\D", "", phone)[-9:]
 
 
 def vietnam_day(moment: datetime) -> date:
@@ -54,156 +49,6 @@ def vietnam_day(moment: datetime) -> date:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(VIETNAM).date()
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _whole(name: str, value: object, *, minimum: int = 0) -> int:
-    # bool is an int subclass; "balance": true is a caller's mistake, not 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ScriptError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def _seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ScriptError(f"{name} must be a number of seconds, got {value!r}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY:
-        raise ScriptError(f"{name} must be between 0 and {MAX_DELAY:g} seconds, got {value!r}")
-    return seconds
-
-
-@dataclass(frozen=True)
-class Action:
-    """One scripted outcome, consumed by one send call.
-
-    ``code`` answers that FIBO code; ``delay`` (seconds) waits first; ``drop`` closes the
-    connection without a response (with a success ``code``: accepted, then cut);
-    ``http`` answers an HTML error page with that status; ``body``/``status`` answer a raw
-    body; ``delivery`` says how an accepted message ends in GetTotalMt's counters.
-    """
-
-    code: int | None = None
-    delay: float | None = None
-    drop: bool = False
-    http: int | None = None
-    body: str | None = None
-    status: int | None = None
-    content_type: str | None = None
-    delivery: Delivery | None = None
-
-    def __post_init__(self) -> None:
-        if self.code is not None:
-            _whole("code", self.code)
-        if self.delay is not None:
-            _seconds("delay", self.delay)
-        if self.http is not None and not 400 <= _whole("http", self.http) <= 599:
-            raise ScriptError(f"http must be an HTTP error status 400-599, got {self.http!r}")
-        if self.status is not None and not 200 <= _whole("status", self.status) <= 599:
-            raise ScriptError(f"status must be 200-599, got {self.status!r}")
-        if (self.status is not None or self.content_type is not None) and self.body is None:
-            raise ScriptError("status and content_type go with body")
-        if sum(x is not None for x in (self.code, self.http, self.body)) > 1:
-            raise ScriptError("an action has at most one of code, http, body")
-        if self.drop and (self.http is not None or self.body is not None):
-            raise ScriptError("drop cannot be combined with http or body")
-        if self.delivery is not None:
-            if self.delivery not in get_args(Delivery):
-                raise ScriptError(f"delivery must be success, failed or pending, got "
-                                  f"{self.delivery!r}")
-            if not self.accepts:
-                raise ScriptError("delivery only applies to an action that accepts the message")
-
-    @property
-    def accepts(self) -> bool:
-        """Whether the send goes through the normal acceptance path (balance, record)."""
-        if self.http is not None or self.body is not None:
-            return False
-        if self.code is None:
-            return not self.drop
-        return self.code in SUCCESS_CODES
-
-    @classmethod
-    def parse(cls, item: object) -> Action:
-        """An action from its JSON form; a bare int is ``{"code": N}``."""
-        if isinstance(item, Action):
-            return item
-        if isinstance(item, int) and not isinstance(item, bool):
-            return cls(code=item)
-        if not isinstance(item, Mapping):
-            raise ScriptError(f"an action must be an object or a code, got {item!r}")
-        unknown = set(item) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ScriptError(f"unknown action keys {sorted(unknown)}")
-        body, content_type = item.get("body"), item.get("content_type")
-        for name, value in (("body", body), ("content_type", content_type)):
-            if value is not None and not isinstance(value, str):
-                raise ScriptError(f"{name} must be a string, got {value!r}")
-        drop = item.get("drop", False)
-        if not isinstance(drop, bool):
-            raise ScriptError(f"drop must be true or false, got {drop!r}")
-        return cls(
-            code=item.get("code"),
-            delay=item.get("delay"),
-            drop=drop,
-            http=item.get("http"),
-            body=body,
-            status=item.get("status"),
-            content_type=content_type,
-            delivery=item.get("delivery"),
-        )
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if value is not None and value is not False:
-                out[name] = value
-        return out
-
-
-#: what scripting accepts: an action, its JSON form, or a bare FIBO code
-ActionLike: TypeAlias = Action | Mapping[str, Any] | int
-
-
-def parse_actions(items: object) -> list[Action]:
-    """A list of actions from JSON (objects or bare codes)."""
-    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
-        raise ScriptError(f"actions must be a list, got {items!r}")
-    return [Action.parse(item) for item in items]
-
-
-def parse_script_arg(arg: str) -> tuple[str | None, list[Action]]:
-    """``"0912345678=2,2,200"`` → ``("0912345678", [code 2, code 2, code 200])``.
-
-    PHONE may be ``*`` (any number: returned as ``None``). Besides codes, a step may be
-    ``drop``, ``http:502`` or ``delay:SECONDS``.
-    """
-    phone, sep, rest = arg.partition("=")
-    phone = phone.strip()
-    usage = f"--script wants PHONE=CODE[,CODE...] (PHONE may be '*'), got {arg!r}"
-    if not sep or not phone or not rest.strip():
-        raise ScriptError(usage)
-    if phone != ANY and not phone_key(phone):
-        raise ScriptError(f"--script: {phone!r} is not a phone number; {usage}")
-    actions = []
-    for step in (t.strip() for t in rest.split(",")):
-        name, _, value = step.partition(":")
-        try:
-            if step == "drop":
-                actions.append(Action(drop=True))
-            elif name == "http" and value:
-                actions.append(Action(http=int(value)))
-            elif name == "delay" and value:
-                actions.append(Action(delay=float(value)))
-            else:
-                actions.append(Action(code=int(step)))
-        except ValueError as exc:  # ScriptError is a ValueError too
-            raise ScriptError(f"--script: bad step {step!r} ({exc}); {usage}") from None
-    return (None if phone == ANY else phone), actions
 
 
 @dataclass(frozen=True)
@@ -290,15 +135,20 @@ class Config:
     #: seconds every gateway call waits unless its scripted action sets its own
     delay: float = 0.0
     price: int = DEFAULT_PRICE
+    #: seconds between the bytes of every answer (0: sent at once) unless the action says
+    trickle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.response_format not in get_args(ResponseFormat):
             raise ScriptError(f"format must be escaped or literal, got {self.response_format!r}")
-        _seconds("delay", self.delay)
-        _whole("price", self.price)
+        delay_seconds("delay", self.delay)
+        whole_number("price", self.price)
+        if self.trickle != 0:
+            trickle_seconds("trickle", self.trickle)
 
     def to_json(self) -> dict[str, object]:
-        return {"format": self.response_format, "delay": self.delay, "price": self.price}
+        return {"format": self.response_format, "delay": self.delay, "price": self.price,
+                "trickle": self.trickle}
 
 
 @dataclass(frozen=True)
@@ -315,6 +165,12 @@ class Reply:
     content_type: str | None = None
     delay: float = 0.0
     literal: bool = False
+    #: seconds between the bytes of the answer; 0: all at once
+    trickle: float = 0.0
+
+
+def _trickle(config: Config, action: Action | None) -> float:
+    return config.trickle if action is None or action.trickle is None else action.trickle
 
 
 class SandboxState:
@@ -329,15 +185,16 @@ class SandboxState:
         price: int = DEFAULT_PRICE,
         response_format: ResponseFormat = "escaped",
         delay: float = 0.0,
+        trickle: float = 0.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if not client_no or not client_pass:
             raise ScriptError("the sandbox needs a client number and a password")
         self.client_no = client_no
         self._client_pass = client_pass
-        self._initial_balance = _whole("balance", balance)
-        self._initial_config = Config(response_format, delay, price)
-        self._clock = clock or _utc_now
+        self._initial_balance = whole_number("balance", balance)
+        self._initial_config = Config(response_format, delay, price, trickle)
+        self._clock = clock or now
         self._lock = threading.Lock()
         self._clear()
 
@@ -374,7 +231,8 @@ class SandboxState:
                     log(code, "dropped", action)
                     return Reply("drop", code=code, delay=delay)
                 log(code, "answered", action)
-                return Reply("sms", code=code, delay=delay, literal=self._literal)
+                return Reply("sms", code=code, delay=delay, literal=self._literal,
+                             trickle=_trickle(config, action))
 
             if not self._authentic(client_no, params.get("clientPass")):
                 return answer(WRONG_CREDENTIALS)
@@ -387,13 +245,14 @@ class SandboxState:
             action = self._next_action(phone)
             if action is not None and not action.accepts:
                 delay = config.delay if action.delay is None else action.delay
+                trickle = _trickle(config, action)
                 if action.http is not None:
                     log(None, "http", action)
-                    return Reply("http", status=action.http, delay=delay)
+                    return Reply("http", status=action.http, delay=delay, trickle=trickle)
                 if action.body is not None:
                     log(None, "raw", action)
                     return Reply("raw", status=action.status or 200, body=action.body,
-                                 content_type=action.content_type, delay=delay)
+                                 content_type=action.content_type, delay=delay, trickle=trickle)
                 if action.code is None:  # a bare drop: read the request, never accept it
                     log(None, "dropped", action)
                     return Reply("drop", delay=delay)
@@ -418,28 +277,30 @@ class SandboxState:
         """GetClientBalance."""
         with self._lock:
             now, client_no = self._clock(), params.get("clientNo")
-            delay, literal = self._config.delay, self._literal
+            delay, literal, trickle = self._config.delay, self._literal, self._config.trickle
             if not self._authentic(client_no, params.get("clientPass")):
                 self._log_call(now, "GetClientBalance", method, client_no, None,
                                WRONG_CREDENTIALS, "answered")
-                return Reply("sms", code=WRONG_CREDENTIALS, delay=delay, literal=literal)
+                return Reply("sms", code=WRONG_CREDENTIALS, delay=delay, literal=literal,
+                             trickle=trickle)
             self._log_call(now, "GetClientBalance", method, client_no, None, 200, "answered",
                            detail=str(self._balance))
             return Reply("balance", code=200, balance=self._balance, delay=delay,
-                         literal=literal)
+                         literal=literal, trickle=trickle)
 
     def totals_query(self, username: str | None, password: str | None) -> Reply:
         """GetTotalMt. Bad credentials answer ``3``: a sandbox choice, the real one is unknown."""
         with self._lock:
-            now, delay = self._clock(), self._config.delay
+            now, delay, trickle = self._clock(), self._config.delay, self._config.trickle
             if not self._authentic(username, password):
                 self._log_call(now, "GetTotalMt", "POST", username, None, WRONG_CREDENTIALS,
                                "answered", detail=str(WRONG_CREDENTIALS))
-                return Reply("totals", totals=str(WRONG_CREDENTIALS), delay=delay)
+                return Reply("totals", totals=str(WRONG_CREDENTIALS), delay=delay,
+                             trickle=trickle)
             result = self._totals(vietnam_day(now)).wire
             self._log_call(now, "GetTotalMt", "POST", username, None, None, "answered",
                            detail=result)
-            return Reply("totals", totals=result, delay=delay)
+            return Reply("totals", totals=result, delay=delay, trickle=trickle)
 
     def fault(self, operation: Operation, method: str, reason: str) -> Reply:
         """Record a call refused before it reached the state (a malformed SOAP request)."""
@@ -468,7 +329,7 @@ class SandboxState:
             return length
 
     def set_balance(self, balance: int) -> None:
-        value = _whole("balance", balance)
+        value = whole_number("balance", balance)
         with self._lock:
             self._balance = value
 
@@ -478,6 +339,7 @@ class SandboxState:
         response_format: ResponseFormat | None = None,
         delay: float | None = None,
         price: int | None = None,
+        trickle: float | None = None,
     ) -> Config:
         """Change what is given (a ``None`` keeps the current value); the new config."""
         with self._lock:
@@ -486,6 +348,7 @@ class SandboxState:
                 current.response_format if response_format is None else response_format,
                 current.delay if delay is None else delay,
                 current.price if price is None else price,
+                current.trickle if trickle is None else trickle,
             )
             return self._config
 

@@ -14,6 +14,7 @@ prints the README's table from the declaration.
 
 from __future__ import annotations
 
+from worker.settings import load, model
 from worker.settings.declared import env_names
 from worker.settings.errors import SettingsError
 from worker.settings.model import (
@@ -32,6 +33,8 @@ from worker.settings.model import (
     Settings,
     redact_url,
 )
+
+model.install_reader(load.read_env)
 
 __all__ = [
     "BALANCE_PATH",

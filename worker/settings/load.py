@@ -93,6 +93,11 @@ def process_env() -> dict[str, str]:
     }
 
 
+def read_env(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of ``env``, or of the process environment and its dotenv file."""
+    return parse(process_env() if env is None else env)
+
+
 def parse(env: Mapping[str, str]) -> Settings:
     """The settings ``env`` describes, checked; a :class:`SettingsError` otherwise."""
     def get(name: str) -> str | None:

@@ -10,7 +10,7 @@ it is how tests build a variant of settings that were already read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +18,15 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field
 
 from worker.kinds import Kind
+
+#: reads an environment into Settings (worker.settings.load.read_env), installed by the package
+_reader: Callable[[Mapping[str, str] | None], Settings] | None = None
+
+
+def install_reader(reader: Callable[[Mapping[str, str] | None], Settings]) -> None:
+    """Make :meth:`Settings.from_env` use ``reader``."""
+    global _reader
+    _reader = reader
 
 #: the real gateway, used once an account is configured
 FIBO_API_URL = "https://ha-api.fibosms.com"
@@ -179,8 +188,9 @@ class Settings:
     #: a due row published this long ago and still not claimed is taken as lost by the
     #: broker and published again (a duplicate task is harmless: the claim guards)
     republish_after_seconds: Annotated[float, setting(
-        "a due row published this long ago and still not claimed is published again (the "
-        "broker lost it)",
+        "a due row published this long ago and still not claimed is published again: the "
+        "fallback for a lost task the broker marker cannot see (a wiped Redis is noticed at "
+        "the next sweep)",
         ge=1, le=DAY,
     )] = 300.0
     balance_poll_seconds: Annotated[float, setting(
@@ -295,8 +305,10 @@ class Settings:
     #: the longest one gateway call may take, from connecting to the last byte of the
     #: answer, retries of a send that never left included
     call_deadline_seconds: Annotated[float, setting(
-        "the longest one gateway call may take, from connecting to the last byte; must "
-        "leave room under the sending timeout",
+        "the longest one gateway call may take, from connecting to the last byte, retries "
+        "of a request that never left included: an answer still arriving then is cut, and a "
+        "send cut after its request left is ambiguous; must leave room under the sending "
+        "timeout",
         ge=1, le=600,
         default_text="35, or what fits under a shorter sending timeout",
     )] = 35.0
@@ -322,9 +334,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``env`` (default: the process environment and ``./.env``)."""
-        from worker.settings.load import parse, process_env
-
-        return parse(process_env() if env is None else env)
+        # the reader lives in worker.settings.load, which imports this module; the package
+        # installs it (worker/settings/__init__.py), so this module imports nothing back
+        assert _reader is not None, "import worker.settings, not worker.settings.model alone"
+        return _reader(env)
 
     def redacted(self) -> dict[str, object]:
         """The settings as a dict fit for printing: no password, no URL credentials."""

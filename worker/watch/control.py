@@ -5,7 +5,7 @@ from __future__ import annotations
 from worker import clock
 from worker.ledger.account import resume
 from worker.ledger.db import Database
-from worker.sending import Publishes
+from worker.publish import Publishes
 from worker.settings import Settings
 from worker.sweep import publish_due
 from worker.watch.alerts import clear_alert

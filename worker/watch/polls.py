@@ -18,7 +18,7 @@ from worker.errors import FiboError
 from worker.gateway import Totals
 from worker.ledger.account import balances_since, record_balance, record_totals, resume
 from worker.ledger.db import Database
-from worker.sending import Publishes
+from worker.publish import Publishes
 from worker.settings import Settings
 from worker.sweep import publish_due
 from worker.watch.alerts import clear_alert, raise_alert

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
-from celeryconfig import REDIS_SOCKET_TIMEOUT_SECONDS
+from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS
 
 log = logging.getLogger("fibosms.beat")
 

@@ -1,17 +1,20 @@
 """The Celery tasks: each parses its arguments, calls a plain function, returns a word.
 
 Arguments are message ids only, so Flower and the broker never see a number or a text.
+The send tasks carry time limits derived from the gateway call deadline
+(``config.send_time_limits``), which bound a worker's warm shutdown.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 
-from celeryconfig import (
+from fibosms.celeryapp.config import send_time_limits
+from fibosms.celeryapp.resources import resources_of, settings_of
+from worker.brokers import (
     DELIVER_ALERTS_TASK,
     POLL_BALANCE_TASK,
     POLL_TOTALS_TASK,
@@ -20,7 +23,7 @@ from celeryconfig import (
     SEND_TASK,
     SWEEP_TASK,
 )
-from worker.runtime import get_runtime
+from worker.clock import now
 from worker.sending import process_batch, process_message
 from worker.sweep import sweep
 from worker.watch.alerts import deliver_alerts
@@ -31,11 +34,14 @@ log = logging.getLogger("fibosms.tasks")
 
 def register(app: Celery) -> None:
     """Register fibosms's tasks on ``app``."""
+    limits = send_time_limits(settings_of(app))
 
-    @app.task(name=SEND_TASK, bind=True)
+    soft, hard = limits[SEND_TASK]
+
+    @app.task(name=SEND_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
     def send_sms(self: Task, message_id: int) -> str:
         """Send one message from the ledger (at most one accepted send; docs/architecture.md)."""
-        rt = get_runtime(self.app)
+        rt = resources_of(self.app)
         return process_message(
             int(message_id),
             settings=rt.settings,
@@ -45,10 +51,12 @@ def register(app: Celery) -> None:
             gate=rt.gate,
         ).value
 
-    @app.task(name=SEND_BATCH_TASK, bind=True)
+    soft, hard = limits[SEND_BATCH_TASK]
+
+    @app.task(name=SEND_BATCH_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
     def send_batch(self: Task, message_ids: list[int]) -> dict[str, int]:
         """Send a batch of bulk messages concurrently; counts of what happened."""
-        rt = get_runtime(self.app)
+        rt = resources_of(self.app)
         results = process_batch(
             [int(i) for i in message_ids],
             settings=rt.settings,
@@ -67,38 +75,36 @@ def register(app: Celery) -> None:
     @app.task(name=SWEEP_TASK, bind=True)
     def sweep_ledger(self: Task) -> dict[str, Any]:
         """Recover stalled attempts and publish due messages the broker does not hold."""
-        rt = get_runtime(self.app)
-        return sweep(settings=rt.settings, db=rt.db, publisher=rt.publisher).as_dict()
+        rt = resources_of(self.app)
+        return sweep(
+            settings=rt.settings, db=rt.db, publisher=rt.publisher, marker=rt.marker
+        ).as_dict()
 
     @app.task(name=POLL_BALANCE_TASK, bind=True)
     def poll_account_balance(self: Task) -> str:
         """Store the balance; alert when low; resume after a top-up."""
-        rt = get_runtime(self.app)
+        rt = resources_of(self.app)
         got = poll_balance(
-            settings=rt.settings, db=rt.db, client=rt.client, now=_now(), publisher=rt.publisher
+            settings=rt.settings, db=rt.db, client=rt.client, now=now(), publisher=rt.publisher
         )
         return "failed" if got is None else str(got[0])
 
     @app.task(name=POLL_TOTALS_TASK, bind=True)
     def poll_account_totals(self: Task) -> str:
         """Store today's GetTotalMt counters and reconcile the day."""
-        rt = get_runtime(self.app)
-        check = poll_totals(settings=rt.settings, db=rt.db, client=rt.client, now=_now())
+        rt = resources_of(self.app)
+        check = poll_totals(settings=rt.settings, db=rt.db, client=rt.client, now=now())
         return "failed" if check is None else ("mismatch" if check.mismatch else "ok")
 
     @app.task(name=RECONCILE_DAY_TASK, bind=True)
     def reconcile_yesterday(self: Task) -> str:
         """Reconcile the Vietnam day that just closed."""
-        rt = get_runtime(self.app)
-        check = reconcile_closed_day(settings=rt.settings, db=rt.db, now=_now())
+        rt = resources_of(self.app)
+        check = reconcile_closed_day(settings=rt.settings, db=rt.db, now=now())
         return "no totals" if check is None else ("mismatch" if check.mismatch else "ok")
 
     @app.task(name=DELIVER_ALERTS_TASK, bind=True)
     def deliver_pending_alerts(self: Task) -> int:
         """POST alerts not yet delivered to the webhook."""
-        rt = get_runtime(self.app)
-        return deliver_alerts(rt.settings, rt.db, _now())
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        rt = resources_of(self.app)
+        return deliver_alerts(rt.settings, rt.db, now())

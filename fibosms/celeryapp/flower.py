@@ -6,6 +6,10 @@ in this process — never on a command line, where ``ps`` would show them. Flowe
 ``flowerconfig.py``) still work and win. With none of them, both commands refuse to start;
 ``fibosms flower --unauthenticated`` is the explicit way to run it open.
 
+Flower answers ``/metrics`` (task names, worker host names) and ``/healthcheck`` to anyone;
+here they ask for the same credentials as every other page. Flower listens on
+``FIBOSMS_FLOWER_ADDRESS`` (loopback by default) unless given ``--address``.
+
 Flower's options are tornado options, set as ``--name=value``; :func:`normalize_args`
 also accepts ``--name value``.
 """
@@ -71,13 +75,66 @@ def normalize_args(args: Sequence[str]) -> list[str]:
 
 
 def apply_defaults(settings: Settings) -> None:
-    """Give Flower this deployment's credentials; its own options, read later, still win."""
-    if not settings.flower_basic_auth:
-        return
+    """Give Flower this deployment's credentials and address, and guard its open pages.
+
+    Flower's own options (its command line, ``FLOWER_*``, ``flowerconfig.py``), read later,
+    still win.
+    """
     from flower.options import options
 
-    if not options.basic_auth:
+    protect_open_endpoints()
+    if not options.address:
+        options.address = settings.flower_address
+    if settings.flower_basic_auth and not options.basic_auth:
         options.basic_auth = list(settings.flower_basic_auth)
+
+
+#: Flower's pages that answer without asking who is there
+OPEN_ENDPOINTS = ("/metrics", "/healthcheck")
+
+
+def protect_open_endpoints() -> None:
+    """Make Flower's ``/metrics`` and ``/healthcheck`` ask for credentials like its other
+    pages (idempotent; before Flower's web application is built).
+
+    Flower 2.x routes them to handlers without ``tornado.web.authenticated``; the routes
+    are swapped for subclasses with it. With basic auth a request without the right
+    credentials gets 401; with OAuth, the login page; run ``--unauthenticated``, they stay
+    open like everything else.
+    """
+    import tornado.web
+    from flower import urls  # type: ignore[import-untyped]
+    from flower.views import monitor  # type: ignore[import-untyped]
+
+    class AuthenticatedMetrics(monitor.Metrics):  # type: ignore[misc]
+        @tornado.web.authenticated
+        async def get(self) -> None:
+            await super().get()
+
+    class AuthenticatedHealthcheck(monitor.Healthcheck):  # type: ignore[misc]
+        @tornado.web.authenticated
+        async def get(self) -> None:
+            await super().get()
+
+    guarded = {"/metrics": AuthenticatedMetrics, "/healthcheck": AuthenticatedHealthcheck}
+    handlers: list[Any] = urls.handlers  # the list Flower's application is built from
+    for i, handler in enumerate(handlers):
+        if isinstance(handler, tuple) and handler[0] in guarded:
+            current = handler[1]
+            if getattr(current, "fibosms_guarded", False):
+                continue
+            replacement: Any = guarded[handler[0]]
+            replacement.fibosms_guarded = True
+            handlers[i] = (handler[0], replacement, *handler[2:])
+    missing = [
+        path for path in OPEN_ENDPOINTS
+        if not any(
+            isinstance(h, tuple) and h[0] == path and getattr(h[1], "fibosms_guarded", False)
+            for h in handlers
+        )
+    ]
+    if missing:  # a Flower release that routes them elsewhere: refuse rather than leak
+        raise RuntimeError(f"cannot guard Flower's {', '.join(missing)}: routes not found")
 
 
 def guard_celery_command(settings: Settings) -> None:

@@ -1,0 +1,150 @@
+"""Per-process resources, held in one place under one fork rule.
+
+What a task needs (the database pool, the gateway client, the publisher, the breaker and
+rate limit, the bulk path's threads, a Redis client) is built once per process: when a
+prefork worker's child starts (Celery's ``worker_process_init``, see ``signals.py``) or, in
+any other process (a threads or solo worker, a test, a command), on first use.
+
+The fork rule: the child of a fork forgets everything the parent held — the parent's
+sockets and pools are not the child's to use, nor to close — and builds its own. It is
+applied once, here, by :func:`os.register_at_fork`; nothing else compares process ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from worker.breaker import make_breaker
+from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS, is_redis
+from worker.brokerstate import BrokerMarker, DurableBroker, RedisBrokerMarker
+from worker.gateway import FiboClient
+from worker.ledger.db import Database
+from worker.publish import Publisher
+from worker.ratelimit import make_limiter
+from worker.sending import Gate
+from worker.settings import Settings
+
+log = logging.getLogger("fibosms.resources")
+
+
+def settings_of(app: Celery) -> Settings:
+    """The settings ``app`` was built from (``fibosms.celeryapp.app.make_app``)."""
+    settings: Settings = app.fibosms_settings
+    return settings
+
+
+def publisher_for(app: Celery) -> Publisher:
+    """A publisher of send tasks through ``app``, batching as its settings say."""
+    return Publisher(app, batch_size=settings_of(app).bulk_batch_size)
+
+
+@dataclass
+class Resources:
+    """One process's resources for one app."""
+
+    settings: Settings
+    db: Database
+    client: FiboClient
+    publisher: Publisher
+    gate: Gate
+    #: concurrent gateway calls of the bulk path
+    executor: ThreadPoolExecutor
+    redis: redis.Redis | None
+    #: tells the sweep whether the broker lost its queues
+    marker: BrokerMarker
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        self.client.close()
+        self.db.dispose()
+        if self.redis is not None:
+            self.redis.close()
+
+
+def build_resources(app: Celery) -> Resources:
+    """Resources for ``app``; building them connects to nothing."""
+    settings = settings_of(app)
+    client = (
+        redis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+        )
+        if is_redis(settings.broker_url)
+        else None
+    )
+    return Resources(
+        settings=settings,
+        db=Database(settings.database_url),
+        client=FiboClient(settings),
+        publisher=publisher_for(app),
+        gate=Gate(breaker=make_breaker(settings, client), limiter=make_limiter(settings, client)),
+        executor=ThreadPoolExecutor(
+            max_workers=settings.batch_concurrency, thread_name_prefix="fibosms-batch"
+        ),
+        redis=client,
+        marker=DurableBroker() if client is None else RedisBrokerMarker(client),
+    )
+
+
+class _Holder:
+    """This process's default app and each app's resources."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.default: Celery | None = None
+        #: id(app) → (app, its resources); the app is kept so its id is not reused
+        self.by_app: dict[int, tuple[Celery, Resources]] = {}
+
+    def after_fork_in_child(self) -> None:
+        # another thread may have held the lock at the fork; the parent's resources are
+        # dropped, not closed. The default app stays: Celery resets its pools itself.
+        self.lock = threading.Lock()
+        self.by_app = {}
+
+
+_holder = _Holder()
+os.register_at_fork(after_in_child=_holder.after_fork_in_child)
+
+
+def resources_of(app: Celery) -> Resources:
+    """This process's resources for ``app``, built on first use."""
+    with _holder.lock:
+        held = _holder.by_app.get(id(app))
+        if held is None:
+            held = (app, build_resources(app))
+            _holder.by_app[id(app)] = held
+        return held[1]
+
+
+def start_process(app: Celery) -> None:
+    """Build ``app``'s resources now (a worker process starting), not at the first task."""
+    resources_of(app)
+    log.info("process %d: database pool, gateway client and publisher ready", os.getpid())
+
+
+def close_process() -> None:
+    """Close and forget every resource of this process (a worker process ending, tests)."""
+    with _holder.lock:
+        held, _holder.by_app = list(_holder.by_app.values()), {}
+    for _, resources in held:
+        try:
+            resources.close()
+        except Exception as exc:  # closing must not stop the others from closing
+            log.warning("closing a worker resource failed (%s)", type(exc).__name__)
+
+
+def default_app(factory: Callable[[], Celery]) -> Celery:
+    """The process's default app, made by ``factory`` on first use."""
+    with _holder.lock:
+        if _holder.default is None:
+            _holder.default = factory()
+        return _holder.default
