@@ -180,15 +180,14 @@ def _load(mode: str, port: int, request: bytes, *, clients: int, connections: in
 
 
 def in_process_rate(env: dict[str, str], seconds: float) -> dict[str, Any]:
+    from fibosms.celeryapp import make_app, publisher_for
     from producer.enqueue import Producer
-    from worker.app import make_app
     from worker.ledger.db import Database
-    from worker.publish import Publisher
     from worker.settings import Settings
 
     settings = Settings.from_env(env)
     db = Database(settings.database_url)
-    producer = Producer(settings=settings, db=db, publisher=Publisher(make_app(settings)))
+    producer = Producer(settings=settings, db=db, publisher=publisher_for(make_app(settings)))
     producer.enqueue_sms("0912345678", "warm up")
     latencies = []
     stop = time.perf_counter() + seconds

@@ -16,8 +16,8 @@ import redis
 from producer.enqueue import Producer
 from worker.ledger.apikeys import KeyRecord, hash_token, touch_key, verify_token
 from worker.ledger.db import Database
+from worker.publish import Publishes
 from worker.requestlimit import RequestLimiter, make_request_limiter
-from worker.sending import Publishes
 from worker.settings import Settings
 
 #: seconds a verified key is trusted without asking the ledger again; a revoked key is
@@ -83,12 +83,11 @@ class Resources:
 
 def open_resources(settings: Settings) -> Resources:
     """Connect nothing yet: engines and pools connect on first use."""
-    from celeryconfig import is_redis
-    from worker.app import make_app
-    from worker.publish import Publisher
+    from fibosms.celeryapp import make_app, publisher_for
+    from worker.brokers import is_redis
 
     celery = make_app(settings)
-    publisher = Publisher(celery)
+    publisher = publisher_for(celery)
     db = Database(settings.database_url)
     client = None
     if settings.api_rate_limit is not None and is_redis(settings.broker_url):

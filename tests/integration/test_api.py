@@ -24,10 +24,10 @@ PHONE = "0912345678"
 
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     s = make_stack(pg_url, redis_url)
-    _clean(s.db)
+    clean_ledger(s.db)
     return s
 
 

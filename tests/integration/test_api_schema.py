@@ -25,10 +25,10 @@ EXAMPLES = 50
 def test_no_generated_request_gets_a_server_error(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str
 ) -> None:
-    from tests.fixtures.services import _clean
+    from tests.fixtures.services import clean_ledger
 
     stack = make_stack(pg_url, redis_url)
-    _clean(stack.db)
+    clean_ledger(stack.db)
     token = make_token(stack.db, "fuzz", "send", "read", "admin")
     checked: list[str] = []
     statuses: list[int] = []
