@@ -208,3 +208,46 @@ def test_the_key_commands_print_the_token_once_list_and_revoke(stack: Stack) -> 
     assert fibosms("keys", "revoke", "shop", env=stack.env).returncode == 4
     [key] = json.loads(fibosms("keys", "list", "--json", env=stack.env).stdout)
     assert key["revoked_at"] is not None
+
+
+def test_on_the_embedded_default_the_api_accepts_races_and_limits_in_process(
+    make_stack: Callable[..., Stack], sandbox: Any, tmp_path: Any
+) -> None:
+    # Given the embedded default: SQLite ledger and broker, no Redis (the limit is per process)
+    from worker.ledger.migrate import upgrade
+
+    db_url = f"sqlite:///{tmp_path}/embedded.db"
+    upgrade(db_url)
+    stack = make_stack(db_url, f"sqla+sqlite:///{tmp_path}/broker.db",
+                       FIBOSMS_API_RATE_LIMIT="50")
+    token = make_token(stack.db, "app", "send", "read")
+    stack.start_worker()
+    with serve_api(stack.settings) as url:
+        headers = {"Authorization": f"Bearer {token}"}
+
+        # When two clients race with one key, and then one message goes through
+        def post(answers: list[httpx.Response], barrier: threading.Barrier) -> None:
+            with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+                barrier.wait()
+                answers.append(client.post("/v1/messages", json={"phone": PHONE, "text": "x"},
+                                           headers={"Idempotency-Key": "k"}))
+
+        answers: list[httpx.Response] = []
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=post, args=(answers, barrier)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Then one message, both answers name it, and the worker sends it
+        assert sorted(a.status_code for a in answers) == [200, 201]
+        mid = answers[0].json()["id"]
+        assert answers[1].json()["id"] == mid
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            wait_for(lambda: client.get(f"/v1/messages/{mid}").json()["status"] == "sent",
+                     timeout=40)
+            # and past 50 requests in a burst the key is told to wait
+            codes = [client.get("/v1/messages?limit=1").status_code for _ in range(80)]
+        assert 429 in codes and codes[0] == 200
+    assert count(stack) == 1
+    assert len(sandbox.accepted()) == 1
