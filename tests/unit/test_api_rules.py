@@ -130,3 +130,28 @@ def test_a_message_cursor_keeps_a_whole_id_range() -> None:
     assert read_message_cursor(message_cursor(biggest)) == biggest
     late = datetime(9998, 12, 31, tzinfo=UTC) - timedelta(microseconds=1)
     assert read_failure_cursor(failure_cursor(late, 1))[0] == late
+
+
+def test_a_body_that_trickles_is_cut_off_with_408_before_the_app_sees_it() -> None:
+    import asyncio
+
+    from fibosms.web.middleware import BodyLimit
+
+    called: list[object] = []
+    sent: list[dict[str, object]] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        called.append(scope)
+
+    async def receive() -> dict[str, object]:
+        await asyncio.sleep(0.01)
+        return {"type": "http.request", "body": b"{", "more_body": True}  # never ends
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(BodyLimit(app, timeout=0.2)(scope, receive, send))  # type: ignore[arg-type]
+    assert called == []
+    assert sent[0]["status"] == 408
+    assert b"took too long" in sent[1]["body"]  # type: ignore[operator]
