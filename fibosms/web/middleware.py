@@ -21,7 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fibosms.web.problems import MEDIA_TYPE, SLUGS, TITLES, TYPE_BASE
+from fibosms.web.problems import MEDIA_TYPE, SLUGS, TITLES, TYPE_BASE, unexpected
 
 #: bytes
 MAX_BODY_BYTES = 1024 * 1024
@@ -127,7 +127,9 @@ def _json_content(scope: Scope) -> bool:
 
 
 class Observe:
-    """The access log line and the request metrics of every HTTP request."""
+    """The access log line and the request metrics of every HTTP request; an error no
+    handler took becomes a problem document here (500, or 503 for the ledger or the broker)
+    and never reaches the server, which would print its traceback."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
@@ -146,7 +148,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def observed(message: Message) -> None:
             nonlocal status
@@ -156,6 +158,10 @@ class Observe:
 
         try:
             await self.app(scope, receive, observed)
+        except Exception as exc:
+            if status:  # the answer had begun: nothing sensible can follow it
+                raise
+            await unexpected(exc)(scope, receive, observed)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)

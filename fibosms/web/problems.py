@@ -134,9 +134,8 @@ def install(app: FastAPI) -> None:
             422, "the message was refused", errors=[{"field": exc.field, "reason": exc.reason}]
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return unexpected(exc)
+    # anything else is answered by the outermost middleware (fibosms.web.middleware.Observe)
+    # with :func:`unexpected`, so that no error reaches the server's own handler
 
 
 def unexpected(exc: BaseException) -> JSONResponse:

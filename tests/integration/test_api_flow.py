@@ -251,3 +251,29 @@ def test_on_the_embedded_default_the_api_accepts_races_and_limits_in_process(
         assert 429 in codes and codes[0] == 200
     assert count(stack) == 1
     assert len(sandbox.accepted()) == 1
+
+
+def test_an_unreachable_ledger_is_a_503_that_names_nothing(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given an API whose database refuses connections (its URL carries a password)
+    down = "postgresql+psycopg://fibosms:s3cret-pw@127.0.0.1:1/nowhere"
+    stack = make_stack(pg_url, redis_url)
+    token = make_token(stack.db, "k", "send", "read")
+    from dataclasses import replace
+
+    settings = replace(stack.settings, database_url=down)
+    with serve_api(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        # When a client calls it
+        r = client.post("/v1/messages", json={"phone": PHONE, "text": "x"},
+                        headers={"Authorization": f"Bearer {token}"})
+        ready = client.get("/v1/health/ready")
+    # Then a problem document asks it to come back, and neither it nor the log names the
+    # database, its password or the number
+    assert_problem(r, 503)
+    assert r.headers["Retry-After"] == "5"
+    assert ready.status_code == 503 and ready.json()["checks"]["database"]["ok"] is False
+    for text in (r.text, ready.text, caplog.text):
+        assert "s3cret-pw" not in text and PHONE not in text
+    assert "127.0.0.1:1" not in r.text
