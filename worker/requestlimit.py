@@ -11,12 +11,15 @@ rate evenly is never refused and a burst of ``rate`` requests after a quiet seco
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from typing import Protocol
 
 import redis
+
+log = logging.getLogger("fibosms.api")
 
 #: Redis key prefix; the caller's id follows
 KEY_PREFIX = "fibosms:api:rate:"
@@ -86,7 +89,17 @@ class RedisRequestLimiter:
         self._script = client.register_script(_TRY)
 
     def try_take(self, caller: str) -> float:
-        wait_us = self._script(keys=[KEY_PREFIX + caller], args=[self.interval_us, self.burst])
+        """As the protocol says; with Redis unreachable the request goes (fail open): the
+        ledger, not Redis, decides whether a message is accepted, and a broker outage must
+        not stop the API from accepting what the sweep will publish later."""
+        try:
+            wait_us = self._script(
+                keys=[KEY_PREFIX + caller], args=[self.interval_us, self.burst]
+            )
+        except redis.RedisError as exc:
+            log.warning("request limit not applied: Redis is unavailable (%s)",
+                        type(exc).__name__)
+            return 0.0
         return float(wait_us) / 1_000_000.0
 
 

@@ -277,3 +277,28 @@ def test_an_unreachable_ledger_is_a_503_that_names_nothing(
     for text in (r.text, ready.text, caplog.text):
         assert "s3cret-pw" not in text and PHONE not in text
     assert "127.0.0.1:1" not in r.text
+
+
+def test_with_redis_gone_the_limit_fails_open_and_messages_are_still_accepted(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    # Given a rate-limited API whose broker (and so limit store) is a Redis nobody runs
+    from tests.fixtures.api import free_port
+
+    gone = f"redis://127.0.0.1:{free_port()}/0"
+    stack = make_stack(pg_url, gone, FIBOSMS_API_RATE_LIMIT="1000")
+    from tests.fixtures.services import clean_ledger
+
+    clean_ledger(stack.db)
+    token = make_token(stack.db, "k", "send", "read")
+    with serve_api(stack.settings) as url, httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as client:
+        # When a message is posted
+        r = client.post("/v1/messages", json={"phone": PHONE, "text": "x"})
+    # Then it is recorded (the sweep publishes it when the broker is back)
+    assert r.status_code == 201, r.text
+    assert count(stack) == 1
+    with stack.db.sessions() as session:
+        m = session.get(Message, r.json()["id"])
+        assert m is not None and m.published_at is None
