@@ -7,6 +7,7 @@ the server starts it, in each worker process.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,9 +75,23 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_exposed(registry)), media_type=CONTENT_TYPE_LATEST)
 
     # outermost last: Observe sees every answer, the body limit's included
     app.add_middleware(BodyLimit)
     app.add_middleware(Observe, registry=registry)
     return app
+
+
+def _exposed(registry: CollectorRegistry) -> CollectorRegistry:
+    """This process's metrics, or, under ``fibosms serve --workers N`` with
+    ``PROMETHEUS_MULTIPROC_DIR`` set (Prometheus' own variable), every server process's,
+    added up from their files: a scrape reaches one process of several."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return registry
+    from prometheus_client import multiprocess
+
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined, path=path)  # type: ignore[no-untyped-call]
+    return combined
