@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from fibosms.web import problems
 from fibosms.web.middleware import BodyLimit, Observe
-from fibosms.web.resources import Resources, open_resources
+from fibosms.web.resources import open_resources
 from fibosms.web.routes import account, failures, health, messages
 from worker.settings import Settings
 
@@ -31,18 +31,11 @@ Errors are `application/problem+json` (RFC 9457).
 """
 
 
-def create_app(
-    settings: Settings | None = None, *, resources: Resources | None = None
-) -> FastAPI:
-    """The API. ``settings`` default to the environment, read at start-up; ``resources``
-    (tests) replace the ones the lifespan would make."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API. ``settings`` default to the environment's, read when a server starts it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if resources is not None:
-            app.state.resources = resources
-            yield
-            return
         if settings is not None:
             made = open_resources(settings)
         else:
