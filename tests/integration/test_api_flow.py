@@ -153,6 +153,8 @@ def test_a_body_over_one_mebibyte_is_413_however_it_is_sent(
     exact = b" " * (1024 * 1024 - 2) + b"{}"
     r = api.post("/v1/messages", content=exact, headers={"Content-Type": "application/json"})
     assert r.status_code == 422  # read, parsed, refused for its content
+    assert_problem(api.post("/v1/messages", content=exact + b" ",  # 1 MiB + 1
+                            headers={"Content-Type": "application/json"}), 413)
     assert_problem(api.post("/v1/messages", content=b"phone=1",
                             headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
     assert count(stack) == 0
