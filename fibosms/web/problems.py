@@ -98,10 +98,18 @@ def field_path(loc: Sequence[Any]) -> str:
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     """Field and reason of each error; the input itself is left out."""
-    return [
-        {"field": field_path(e.get("loc", ())), "reason": str(e.get("msg", "invalid"))}
-        for e in exc.errors()
-    ]
+    found = []
+    for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            # its location is a character position, not a field
+            where = [p for p in e.get("loc", ()) if isinstance(p, int)]
+            at = f" at character {where[0]}" if where else ""
+            found.append({"field": "body", "reason": f"not valid JSON{at}"})
+            continue
+        found.append(
+            {"field": field_path(e.get("loc", ())), "reason": str(e.get("msg", "invalid"))}
+        )
+    return found
 
 
 def install(app: FastAPI) -> None:

@@ -134,6 +134,9 @@ def test_hostile_bodies_get_a_problem_document_and_write_nothing(
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:300])
         assert_problem(r, r.status_code)
         assert "0912345678" not in r.text or name == "a list"
+        if name == "not json":
+            reason = "not valid JSON at character 1"
+            assert r.json()["errors"] == [{"field": "body", "reason": reason}]
     assert count(stack) == 0
 
 
