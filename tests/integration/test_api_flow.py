@@ -169,8 +169,10 @@ def test_a_key_past_the_rate_limit_gets_429_with_retry_after(
     stack = make_stack(pg_url, redis_url, FIBOSMS_API_RATE_LIMIT="2")
     one, two = make_token(stack.db, "limited-1", "read"), make_token(stack.db, "limited-2", "read")
     with serve_api(stack.settings) as url, httpx.Client(base_url=url, timeout=30) as client:
-        codes = [client.get("/v1/messages?limit=1", headers={"Authorization": f"Bearer {one}"})
-                 for _ in range(4)]
+        codes: list[httpx.Response] = []
+        while len(codes) < 20 and 429 not in (c.status_code for c in codes):
+            codes.append(client.get("/v1/messages?limit=1",
+                                    headers={"Authorization": f"Bearer {one}"}))
         assert [c.status_code for c in codes][:2] == [200, 200]
         limited = [c for c in codes if c.status_code == 429]
         assert limited, [c.status_code for c in codes]
