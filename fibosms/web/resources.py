@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from producer.enqueue import Producer
+from worker.clock import now as utcnow
 from worker.ledger.apikeys import KeyRecord, hash_token, touch_key, verify_token
 from worker.ledger.db import Database
 from worker.publish import Publishes
@@ -51,8 +52,6 @@ class KeyCache:
             return key
         digest = hash_token(token)
         now = time.monotonic()
-        from worker.clock import now as utcnow
-
         with self.db.transaction() as session:
             key = verify_token(session, token)
             if key is not None:
