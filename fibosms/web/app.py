@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -19,6 +20,7 @@ from fibosms.web import problems
 from fibosms.web.middleware import BodyLimit, Observe
 from fibosms.web.resources import open_resources
 from fibosms.web.routes import account, failures, health, messages
+from fibosms.web.schemas import Problem
 from worker.settings import Settings
 
 DESCRIPTION = """\
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     problems.install(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for router in (messages.router, failures.router, account.router, health.router):
         app.include_router(router)
 
@@ -88,3 +91,20 @@ def _exposed(registry: CollectorRegistry) -> CollectorRegistry:
     combined = CollectorRegistry()
     multiprocess.MultiProcessCollector(combined, path=path)  # type: ignore[no-untyped-call]
     return combined
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the problem schema every error response refers to."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+        from pydantic.json_schema import models_json_schema
+
+        document = get_openapi(title=app.title, version=app.version,
+                               description=app.description, routes=app.routes)
+        _, defs = models_json_schema([(Problem, "serialization")],
+                                     ref_template="#/components/schemas/{model}")
+        document.setdefault("components", {}).setdefault("schemas", {}).update(
+            defs["$defs"]
+        )
+        app.openapi_schema = document
+    return app.openapi_schema

@@ -164,3 +164,44 @@ class ResumeOut(BaseModel):
 class HealthOut(BaseModel):
     healthy: bool
     checks: dict[str, dict[str, object]]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the input, as a path: `phone`, `messages[3].phone`")
+    reason: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457), served as `application/problem+json`."""
+
+    type: str = Field(description="a relative URI naming the problem, e.g. `/problems/invalid`")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = Field(None, description="on 422: each field refused")
+    message_id: int | None = Field(None, description="on 409: the message holding the key")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` entries for these statuses, each a :class:`Problem`."""
+    words = {
+        400: "the body cannot be read (not UTF-8, nested too deep) or its length is not a number",
+        401: "no API key, or a wrong or revoked one",
+        403: "the key lacks the scope",
+        404: "not found",
+        409: "the idempotency key names a message with other content",
+        413: "the body is over 1 MiB",
+        415: "the body is not JSON",
+        422: "the request is not valid: `errors` names each field",
+        429: "past the key's request rate: see `Retry-After`",
+        503: "the ledger is unavailable: see `Retry-After`",
+    }
+    return {
+        status: {
+            "description": words.get(status, "an error"),
+            "content": {"application/problem+json": {
+                "schema": {"$ref": "#/components/schemas/Problem"}
+            }},
+        }
+        for status in statuses
+    }

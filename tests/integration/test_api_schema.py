@@ -14,6 +14,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.fixtures.api import make_token, serve_api
 from tests.fixtures.stack import Stack
@@ -51,6 +56,12 @@ def test_no_generated_request_gets_a_server_error(
                     assert status < 500 or health, (
                         case.method, case.path, status, response.text[:300]
                     )
+                    # the answer is what the document says: a documented status, its media
+                    # type, its schema
+                    case.validate_response(response, checks=[
+                        status_code_conformance, content_type_conformance,
+                        response_schema_conformance,
+                    ])
                     if 400 <= status < 500:
                         content_type = response.headers.get("content-type", [""])[0]
                         assert content_type.startswith("application/problem+json"), (

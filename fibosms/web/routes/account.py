@@ -8,14 +8,15 @@ from fastapi import APIRouter, Depends
 
 from fibosms.web.auth import require, resources
 from fibosms.web.resources import Resources
-from fibosms.web.schemas import AccountOut, ResumeOut
+from fibosms.web.schemas import AccountOut, ResumeOut, problem_responses
 from worker.clock import now
 from worker.ledger.apikeys import KeyRecord
 from worker.watch.control import resume_sending
 from worker.watch.days import vietnam_day
 from worker.watch.report import day_report
 
-router = APIRouter(prefix="/v1/account", tags=["account"])
+router = APIRouter(prefix="/v1/account", tags=["account"],
+                   responses=problem_responses(400, 401, 403, 429, 503))
 
 Read = Annotated[KeyRecord, Depends(require("read"))]
 Admin = Annotated[KeyRecord, Depends(require("admin"))]
@@ -42,7 +43,8 @@ def get_account(key: Read, res: Res) -> dict[str, Any]:
     }
 
 
-@router.post("/resume", response_model=ResumeOut, summary="Resume sending after a pause")
+@router.post("/resume", response_model=ResumeOut, summary="Resume sending after a pause",
+             responses=problem_responses(413, 415))
 def post_resume(key: Admin, res: Res) -> dict[str, Any]:
     """After an account-wide failure was fixed; publishes what waited."""
     was_paused, published = resume_sending(

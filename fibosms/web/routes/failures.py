@@ -10,13 +10,21 @@ from fibosms.web.auth import require, resources
 from fibosms.web.cursors import failure_cursor, read_failure_cursor
 from fibosms.web.problems import ApiError
 from fibosms.web.resources import Resources
-from fibosms.web.schemas import MAX_CODE, FailurePage, ReplayIn, ReplayOut, When
+from fibosms.web.schemas import (
+    MAX_CODE,
+    FailurePage,
+    ReplayIn,
+    ReplayOut,
+    When,
+    problem_responses,
+)
 from worker.inspect import failure_dict
 from worker.ledger.apikeys import KeyRecord
 from worker.ledger.listing import list_failures
 from worker.replay import replay
 
-router = APIRouter(prefix="/v1/failures", tags=["failures"])
+router = APIRouter(prefix="/v1/failures", tags=["failures"],
+                   responses=problem_responses(400, 401, 403, 422, 429, 503))
 
 Read = Annotated[KeyRecord, Depends(require("read"))]
 Admin = Annotated[KeyRecord, Depends(require("admin"))]
@@ -48,7 +56,8 @@ def get_failures(
     }
 
 
-@router.post("/replay", response_model=ReplayOut, summary="Requeue dead messages")
+@router.post("/replay", response_model=ReplayOut, summary="Requeue dead messages",
+             responses=problem_responses(413, 415))
 def post_replay(body: ReplayIn, key: Admin, res: Res) -> dict[str, Any]:
     """By ids, or every open failure with a FIBO code; each gets a fresh attempt budget.
     `not_dead` lists the ids that were not dead (left alone)."""

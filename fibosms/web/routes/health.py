@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 
 from fibosms.web.auth import resources
 from fibosms.web.resources import Resources
-from fibosms.web.schemas import HealthOut
+from fibosms.web.schemas import HealthOut, problem_responses
 from worker.health import run_checks
 
-router = APIRouter(prefix="/v1/health", tags=["health"])
+router = APIRouter(prefix="/v1/health", tags=["health"], responses=problem_responses(400, 422))
 
 Res = Annotated[Resources, Depends(resources)]
 

@@ -22,6 +22,7 @@ from fibosms.web.schemas import (
     MessagePage,
     StatusName,
     When,
+    problem_responses,
 )
 from producer.validate import MAX_KEY_LENGTH
 from worker.errors import IdempotencyConflict, ValidationError
@@ -30,15 +31,15 @@ from worker.ledger.apikeys import KeyRecord
 from worker.ledger.listing import list_messages, record_of
 from worker.rules.phone import normalize_phone
 
-router = APIRouter(prefix="/v1/messages", tags=["messages"])
+router = APIRouter(prefix="/v1/messages", tags=["messages"],
+                   responses=problem_responses(400, 401, 403, 422, 429, 503))
 
 Send = Annotated[KeyRecord, Depends(require("send"))]
 Read = Annotated[KeyRecord, Depends(require("read"))]
 Res = Annotated[Resources, Depends(resources)]
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "the idempotency key names a message with other content"}
-}
+#: what only a request with a body can meet
+_POSTED = problem_responses(409, 413, 415)
 
 
 @router.post(
@@ -46,7 +47,7 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=MessageOut,
     responses={200: {"model": MessageOut, "description": "the key's message, already accepted"},
-               **_CONFLICT},
+               **_POSTED},
     summary="Accept one message",
 )
 def post_message(
@@ -74,7 +75,7 @@ def post_message(
     "/batch",
     status_code=201,
     response_model=BatchOut,
-    responses=_CONFLICT,
+    responses=_POSTED,
     summary="Accept up to 10,000 messages, all or nothing",
 )
 def post_batch(body: BatchIn, key: Send, res: Res) -> dict[str, Any]:
@@ -95,7 +96,8 @@ def post_batch(body: BatchIn, key: Send, res: Res) -> dict[str, Any]:
     return {"ids": ids}
 
 
-@router.get("/{message_id}", response_model=MessageOut, summary="One message")
+@router.get("/{message_id}", response_model=MessageOut, summary="One message",
+            responses=problem_responses(404))
 def get_message(
     message_id: Annotated[int, Path(ge=1, le=MAX_ID)], key: Read, res: Res
 ) -> dict[str, Any]:
