@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fibosms.web import problems
@@ -53,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             made.close()
 
-    app = FastAPI(
+    # the interactive docs at /docs, their script and styles served from this package's
+    # dependencies rather than a CDN (operators' networks often have no way out)
+    app = FastAPIOffline(
         title="fibosms",
         version="1",
         description=DESCRIPTION,
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        static_url="/docs/static",
     )
     problems.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

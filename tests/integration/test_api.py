@@ -260,7 +260,14 @@ def test_health_needs_no_key_and_the_openapi_document_lists_every_endpoint(
         assert anon.get("/v1/health/live").json() == {"live": True}
         assert anon.get("/v1/health/ready").status_code == 200
         paths = anon.get("/openapi.json").json()["paths"]
-        assert anon.get("/docs").status_code == 200
+        docs = anon.get("/docs")
+        assert docs.status_code == 200
+        # the interactive docs load their script and styles from this server, not a CDN
+        assert "cdn." not in docs.text and "https://" not in docs.text
+        for asset in ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css"):
+            assert asset in docs.text
+            fetched = anon.get(asset)
+            assert fetched.status_code == 200 and len(fetched.content) > 10_000, asset
     assert {
         "/v1/messages", "/v1/messages/batch", "/v1/messages/{message_id}", "/v1/failures",
         "/v1/failures/replay", "/v1/account", "/v1/account/resume", "/v1/health",
