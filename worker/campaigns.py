@@ -261,8 +261,9 @@ def send_campaign(
     for batch in _batches([m for _, m in good], BATCH_ROWS):
         with db.sessions() as session:
             existing = ids_for_keys(session, [str(m.idempotency_key) for m in batch])
-        producer.accept(batch)
+        # what an earlier run accepted is left as it is, even if the text changed since
         fresh = [m for m in batch if m.idempotency_key not in existing]
+        producer.accept(fresh)
         report.already += len(batch) - len(fresh)
         report.accepted += sum(1 for m in fresh if m.recipient not in listed)
         done += len(batch)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from fibosms.cli import apps, campaigns, operators, processes, suppressions
+from fibosms.cli import apps, campaigns, keys, operators, processes, suppressions
 from fibosms.cli.output import EXIT_USAGE, fail
 
 
@@ -70,6 +70,7 @@ for _command in (
     *apps.COMMANDS,
     *operators.COMMANDS,
     *processes.COMMANDS,
+    *keys.COMMANDS,
     *campaigns.COMMANDS,
     *suppressions.COMMANDS,
 ):

@@ -299,6 +299,10 @@ def test_rerunning_an_import_accepts_nothing_new(
                           publisher=RecordingPublisher())
     assert (first.accepted, first.duplicates) == (2, 1)
     assert (again.accepted, again.already) == (0, 2)
+    # even with another text: what a run accepted stays as it was
+    edited = send_campaign(data, name="c1", template="Hello {name}", settings=s, db=database,
+                           publisher=RecordingPublisher())
+    assert (edited.accepted, edited.already) == (0, 2)
     with database.sessions() as session:
         rows = list(session.scalars(select(Message).where(Message.campaign == "c1")))
     assert len(rows) == 2
