@@ -146,6 +146,8 @@ def test_campaign_send_json_and_exit_codes(cli_env: dict[str, str], tmp_path: Pa
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout)["accepted"] == expected
     assert "0912345678" not in run.stdout + run.stderr
+    # not a terminal: no progress bar
+    assert "\r" not in run.stderr and "s left" not in run.stderr
 
     shown = json.loads(fibosms("campaign", "show", "n2", "--json", env=cli_env).stdout)
     assert shown["campaign"] == "n2" and shown["counts"] == {"queued": 2}
@@ -179,3 +181,37 @@ def test_suppress_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
         fibosms("suppress", "list", "--json", env=cli_env).stdout)]
     assert phones == ["0911111111", "0987654321"]
     assert_one_line_error(fibosms("suppress", "add", "abc", env=cli_env), 2)
+
+
+def test_the_progress_bar_shows_on_a_terminal(cli_env: dict[str, str], tmp_path: Path) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    from tests.fixtures.stack import ROOT
+
+    good = tmp_path / "good.csv"
+    good.write_text("phone\n0912345678\n0987654321\n", encoding="utf-8")
+    master, slave = pty.openpty()
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "fibosms.cli", "campaign", "send", str(good), "--name", "tty",
+             "--text", "Uu dai"],
+            cwd=ROOT, env={**os.environ, **cli_env}, stdout=subprocess.PIPE, stderr=slave,
+            stdin=subprocess.DEVNULL, text=True, timeout=60,
+        )
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert run.returncode == 0
+    assert b"2/2 rows" in seen and b"s left" in seen
+    assert "accepted    2" in run.stdout
