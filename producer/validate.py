@@ -78,6 +78,7 @@ class NewMessage:
             "updated_at": now,
             "campaign": self.campaign,
             "last_error": None,
+            "hold_reason": None,
         }
 
     @property

@@ -115,6 +115,27 @@ def test_outside_the_window_a_marketing_message_is_held_not_attempted(
         ) is Result.SENT
 
 
+def test_accepted_outside_the_window_it_is_recorded_held_and_not_published(
+    database: Database, sandbox_env: dict[str, str]
+) -> None:
+    window, _ = window_away_from_now()
+    s = make_settings(sandbox_env, FIBOSMS_MARKETING_HOURS=window)
+    publisher = RecordingPublisher()
+    producer = Producer(settings=s, db=database, publisher=publisher)
+    ids = producer.enqueue_many([{"phone": f"09123457{n:02d}", "text": "Uu dai"} for n in range(3)])
+    otp = producer.enqueue_sms(PHONE, "Ma 123456", kind="otp")
+    # nothing of the campaign went to the broker; the OTP did
+    assert publisher.ids == [otp]
+    held = [row(database, i) for i in ids]
+    assert {(r.status, r.hold_reason, r.published_at) for r in held} == {
+        ("queued", "quiet_hours", None)
+    }
+    # spread behind one another from the opening, not all at its first second
+    dues = [r.next_attempt_at for r in held]
+    assert dues == sorted(dues) and len(set(dues)) == 3
+    assert dues[0].astimezone(VIETNAM).hour == int(window[:2])
+
+
 def test_when_the_window_opens_the_held_message_is_claimed(
     database: Database, sandbox_env: dict[str, str]
 ) -> None:

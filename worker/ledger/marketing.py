@@ -28,6 +28,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from worker.kinds import Kind
 from worker.ledger.models import (
@@ -176,19 +177,10 @@ def _hold_for_window(
     policy: MarketingPolicy,
 ) -> None:
     opening = next_opening(now, policy.window)
-    ahead = conn.execute(
-        select(func.count())
-        .select_from(_M)
-        .where(
-            _M.c.status.in_(SENDABLE),
-            _M.c.hold_reason == HoldReason.QUIET_HOURS.value,
-            _M.c.next_attempt_at >= opening,
-        )
-    ).scalar_one()
     dues = release_times(
         opening,
         len(rows),
-        already_held=int(ahead),
+        already_held=_held_for(conn, opening),
         rate=policy.release_rate,
         window=policy.window,
     )
@@ -198,6 +190,26 @@ def _hold_for_window(
         HoldReason.QUIET_HOURS,
         now,
     )
+
+
+def _held_for(conn: Connection, opening: datetime) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(_M)
+            .where(
+                _M.c.status.in_(SENDABLE),
+                _M.c.hold_reason == HoldReason.QUIET_HOURS.value,
+                _M.c.next_attempt_at >= opening,
+            )
+        ).scalar_one()
+    )
+
+
+def held_for_opening(session: Session, opening: datetime) -> int:
+    """Messages held for the marketing hours that go at ``opening`` or later: the queue a
+    new hold joins at the back of."""
+    return _held_for(session.connection(), opening)
 
 
 def _not_after(due: datetime, expires: datetime | None) -> datetime:
