@@ -61,7 +61,7 @@ class Bar:
 
 
 def stacked_bars(bars: Sequence[Bar], names: Sequence[str], colors: Sequence[str],
-                 *, label: str, width: int = 720, height: int = 220) -> Markup:
+                 *, label: str, width: int = 720, height: int = 180) -> Markup:
     """Bars of stacked parts; each part's title gives the bar's numbers."""
     left, bottom, top = 44, 24, 10
     plot_w, plot_h = width - left - 8, height - bottom - top
@@ -104,8 +104,8 @@ def hbars(rows: Sequence[tuple[str, int]], *, label: str, width: int = 420,
         w = (width - left - 50) * n / peak
         body.append(_text(left - 6, y + 14, name, anchor="end"))
         body.append(f'<rect x="{left}" y="{y + 3}" width="{max(w, 1):.1f}" height="{row_h - 8}"'
-                    f' fill="{color}"><title>{escape(f"{name}: {n}")}</title></rect>')
-        body.append(_text(left + w + 6, y + 14, str(n)))
+                    f' fill="{color}"><title>{escape(f"{name}: {n:,}")}</title></rect>')
+        body.append(_text(left + w + 6, y + 14, f"{n:,}"))
     if not rows:
         body.append(_text(8, 18, "none"))
     return _svg(width, height, label, body)
@@ -137,10 +137,12 @@ def line(points: Sequence[tuple[datetime, float]], *, label: str, start: datetim
     if points:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(a, v) for a, v in points))
         body.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" stroke-width="2"/>')
+        # many points: hover targets only, a dot each would thicken the line into a rope
+        dot = LINE if len(points) <= 60 else "transparent"
         for at, v in points:
             x, y = xy(at, v)
             tip = f"{local(at):%d %b %H:%M}: {v:,.0f}{unit}"
-            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{LINE}">'
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{dot}">'
                         f"<title>{escape(tip)}</title></circle>")
     else:
         body.append(_text(left + 8, top + 20, "no balance polls in this period"))

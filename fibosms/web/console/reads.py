@@ -16,7 +16,8 @@ from fibosms.web.resources import Resources
 from worker.brokers import is_redis
 from worker.clock import now as utcnow
 from worker.kinds import QUEUE_OF, Kind
-from worker.ledger.account import balances_since
+from worker.ledger.account import balances_since, current_pause
+from worker.ledger.alerts import list_open_alerts
 from worker.ledger.console import (
     count_open_failures,
     hourly_outcomes,
@@ -47,6 +48,8 @@ def overview(res: Resources, breaker_client: Any) -> dict[str, Any]:
         today = day_report(session, vietnam_day(now), tolerance=res.settings.reconcile_tolerance)
         hours = hourly_outcomes(session, now - timedelta(hours=23), now)
         codes = dead_letter_counts(session)
+        paused = current_pause(session)
+        alerts = list_open_alerts(session)
     table = {status: dict.fromkeys(QUEUES, 0) for status in IN_FLIGHT}
     for g in groups:
         table.setdefault(g.status, dict.fromkeys(QUEUES, 0))
@@ -61,6 +64,8 @@ def overview(res: Resources, breaker_client: Any) -> dict[str, Any]:
         "unpublished": sum(g.unpublished for g in groups),
         "waiting": waiting,
         "today": today,
+        "pause": paused,
+        "alerts": alerts,
         "breaker": breaker(res, breaker_client),
         "hours": hours,
         "hours_chart": charts.stacked_bars(bars, ("sent", "dead"), (charts.SENT, charts.DEAD),
@@ -93,7 +98,7 @@ def breaker(res: Resources, client: Any) -> BreakerView:
     if res.settings.breaker_threshold == 0:
         return BreakerView("off")
     if client is None or not is_redis(res.settings.broker_url):
-        return BreakerView("kept by each worker (embedded broker): not visible here")
+        return BreakerView("per worker")
     try:
         seconds, failures = peek(client)
     except Exception:  # the page shows it cannot tell, and goes on
@@ -167,15 +172,17 @@ def account(res: Resources) -> dict[str, Any]:
         totals = totals_since(session, week_ago)
         alerts = recent_alerts(session)
         today = day_report(session, vietnam_day(now), tolerance=res.settings.reconcile_tolerance)
-    points = [(b.polled_at, float(b.balance)) for b in balances]
+        paused = current_pause(session)
     runs_out = charts.runout([(b.polled_at, b.balance) for b in balances])
+    hourly = _last_per_hour(balances)
+    points = [(b.polled_at, float(b.balance)) for b in hourly]
     bars = [charts.Bar(f"{d.day:%d %b}: ours {d.local_sent} sent, gateway "
                        f"{d.gateway_success + d.gateway_failed + d.gateway_pending} accepted",
                        (d.local_sent,), f"{d.day:%d}") for d in days]
     gateway = [charts.Bar(b.label, (d.gateway_success + d.gateway_failed + d.gateway_pending,),
                           b.tick) for b, d in zip(bars, days, strict=True)]
     return {
-        "balances": list(reversed(balances)),
+        "balances": list(reversed(hourly)),
         "balance_chart": charts.line(points, label="balance over the last 7 days",
                                      start=week_ago, end=now),
         "runs_out": runs_out,
@@ -184,7 +191,17 @@ def account(res: Resources) -> dict[str, Any]:
         "totals": totals,
         "alerts": alerts,
         "today": today,
+        "pause": paused,
     }
+
+
+def _last_per_hour(readings: list[Any]) -> list[Any]:
+    """The last reading of each hour (a poll every minute would draw 10,080 points)."""
+    last: dict[tuple[int, int, int, int], Any] = {}
+    for r in readings:
+        at = r.polled_at
+        last[(at.year, at.month, at.day, at.hour)] = r
+    return list(last.values())
 
 
 def _paired(ours: list[charts.Bar], theirs: list[charts.Bar]) -> Any:
