@@ -21,7 +21,7 @@ from tests.fixtures.stack import Stack
 
 PHONE = "0912345678"
 PAGES = ["/console/", "/console/messages", "/console/messages/1", "/console/failures",
-         "/console/account", "/console/campaigns", "/console/suppressions"]
+         "/console/account", "/console/campaigns", "/console/suppressions", "/console/no/such"]
 POSTS = ["/console/messages", "/console/failures/replay", "/console/resume", "/console/logout"]
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 

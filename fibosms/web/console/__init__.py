@@ -21,10 +21,11 @@ __all__ = ["install"]
 
 def install(app: FastAPI) -> None:
     """Mount the console on ``app`` (nothing is read or connected here)."""
-    app.include_router(signin)
-    app.include_router(pages)
+    # the static files first: the pages' router ends with a catch-all
     app.mount(PREFIX + "/static",
               StaticFiles(packages=[("fibosms.web.console", "static")]), name="console-static")
+    app.include_router(signin)
+    app.include_router(pages)
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)

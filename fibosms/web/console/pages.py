@@ -242,3 +242,11 @@ async def campaigns(request: Request) -> Response:
 async def suppressions(request: Request) -> Response:
     who = await signed_in(request)
     return render(request, "later.html", who=who, title="Suppressions")
+
+
+@router.get("/{rest:path}")
+async def unknown(request: Request, rest: str) -> Response:
+    """Any other console URL: a session first (sign in, or 401), then "not found"."""
+    who = await signed_in(request)
+    return render(request, "error.html", status=404, who=who, title="Not found",
+                  detail="The console has no such page.")
