@@ -144,6 +144,8 @@ def test_an_operator_finds_a_message_replays_dead_letters_and_resumes_in_the_bro
         assert (figure(page, "#sent-today"), figure(page, "#dead-today"),
                 figure(page, "#in-flight")) == (counts.sent, counts.dead, counts.in_flight)
         assert (counts.sent, counts.dead) == (1, 3)
+        cells = page.locator("#today td").all_inner_texts()
+        assert sum(int(c.replace(",", "")) for c in cells) == 4  # accepted today, anywhere now
         assert "code 5 (permanent): 3" in page.inner_html("svg[aria-label^='open dead']")
         shot(page, "overview")
 

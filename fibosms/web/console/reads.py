@@ -28,10 +28,10 @@ from worker.ledger.console import (
     totals_since,
 )
 from worker.ledger.listing import list_messages
-from worker.ledger.metrics import backlog, dead_letter_counts
+from worker.ledger.metrics import backlog, created_since, dead_letter_counts
 from worker.ledger.views import FailureRecord, MessageRecord, failures_of, message_record
-from worker.states import IN_FLIGHT
-from worker.watch.days import vietnam_day
+from worker.states import IN_FLIGHT, Status
+from worker.watch.days import day_bounds, vietnam_day
 from worker.watch.report import day_report
 
 QUEUES: tuple[str, ...] = tuple(QUEUE_OF[k] for k in Kind)
@@ -50,6 +50,11 @@ def overview(res: Resources, breaker_client: Any) -> dict[str, Any]:
         codes = dead_letter_counts(session)
         paused = current_pause(session)
         alerts = list_open_alerts(session)
+        accepted = created_since(session, day_bounds(vietnam_day(now))[0])
+    today_table = {s.value: dict.fromkeys(QUEUES, 0) for s in Status}
+    for r in accepted:
+        today_table.setdefault(r.status, dict.fromkeys(QUEUES, 0))
+        today_table[r.status][r.queue] = today_table[r.status].get(r.queue, 0) + r.count
     table = {status: dict.fromkeys(QUEUES, 0) for status in IN_FLIGHT}
     for g in groups:
         table.setdefault(g.status, dict.fromkeys(QUEUES, 0))
@@ -59,6 +64,7 @@ def overview(res: Resources, breaker_client: Any) -> dict[str, Any]:
             for i, h in enumerate(hours)]
     return {
         "table": table,
+        "today_table": today_table,
         "queues": QUEUES,
         "stalled": sum(g.stalled for g in groups),
         "unpublished": sum(g.unpublished for g in groups),
