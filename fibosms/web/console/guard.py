@@ -9,7 +9,6 @@ sign-in page, anything else answers 401. A POST without the session's CSRF token
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,6 +29,7 @@ from fibosms.web.console.session import (
     same_token,
 )
 from fibosms.web.resources import Resources
+from worker.clock import now as utcnow
 from worker.ledger.operators import OperatorRecord, operator_by_id
 from worker.rules.phone import mask_phone
 
@@ -145,7 +145,7 @@ async def signed_in(request: Request) -> Signed:
     if claim is not None:
         operator = await run_in_threadpool(_lookup, resources(request), claim.operator_id)
     if operator is None or claim is None or not claim.valid_for(operator.session_key,
-                                                               now=time.time()):
+                                                               now=utcnow().timestamp()):
         if wants_html(request) and request.method == "GET":
             raise Refused(RedirectResponse(PREFIX + "/login", status_code=303))
         raise Refused(PlainTextResponse("sign in first: /console/login", status_code=401))

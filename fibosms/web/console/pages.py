@@ -95,12 +95,12 @@ async def overview(request: Request) -> Response:
 # -- messages -------------------------------------------------------------------------------
 
 
-def _search_page(request: Request, who: Any, form: Form | None) -> Any:
+def _search(form: Form | None) -> Any:
+    """The filters of a search form: a redirect (an id was given), or (fields, search, error)."""
     form = form or Form()
     fields = {name: form.one(name) for name in
               ("id", "phone", "status", "kind", "since", "until")}
     error = None
-    search = reads.Search()
     if fields["id"]:
         wanted = _int(fields["id"], low=1)
         if wanted is not None:
@@ -134,7 +134,7 @@ async def search_messages(request: Request) -> Response:
 
 
 async def _messages(request: Request, who: Any, form: Form | None) -> Response:
-    found = _search_page(request, who, form)
+    found = _search(form)
     if isinstance(found, Response):
         return found
     fields, search, error = found

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -84,7 +83,7 @@ async def login(request: Request) -> Response:
     log.info("console sign-in: %s", operator.name)
     answer = RedirectResponse(PREFIX + "/", status_code=303)
     answer.set_cookie(
-        COOKIE, make_cookie(operator.id, operator.session_key, now=time.time()),
+        COOKIE, make_cookie(operator.id, operator.session_key, now=utcnow().timestamp()),
         max_age=SESSION_SECONDS, path=PREFIX, httponly=True, samesite="strict",
         secure=request.url.scheme == "https",
     )
