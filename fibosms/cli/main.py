@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from fibosms.cli import apps, campaigns, keys, operators, processes, suppressions
+from fibosms.cli import apps, campaigns, keys, operators, processes, suppressions, users
 from fibosms.cli.output import EXIT_USAGE, fail
 
 
@@ -71,6 +71,7 @@ for _command in (
     *operators.COMMANDS,
     *processes.COMMANDS,
     *keys.COMMANDS,
+    *users.COMMANDS,
     *campaigns.COMMANDS,
     *suppressions.COMMANDS,
 ):

@@ -6,8 +6,8 @@ numbers that get no message of the suppressed kinds; ``sms_campaigns`` remembers
 and whether it was cancelled; ``sms_cap_counters`` holds one row per number (a digest of it,
 not the number), the lock the daily cap is counted under.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-28
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from worker.ledger.models import UTCDateTime
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
