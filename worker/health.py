@@ -2,8 +2,10 @@
 
 Each check is a plain function ``(settings) -> detail`` that raises when unhealthy; the
 runner gives each one a deadline in a thread of its own, so a hung dependency makes the
-probe fail in time instead of hanging it. Details never carry a secret: every one is passed
-through :func:`worker.logs.redact` with the password and the URL credentials.
+probe fail in time instead of hanging it. Everything the checks use is imported here, up
+front: two threads importing SQLAlchemy at once can see it half-initialised. Details never
+carry a secret: every one is passed through :func:`worker.logs.redact` with the password
+and the URL credentials.
 
 Checks (:data:`CHECKS`, run in this order):
 
@@ -23,8 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+from alembic.script import ScriptDirectory
+from kombu import Connection  # type: ignore[attr-defined]
+
 from worker import clock
 from worker.brokers import is_redis
+from worker.gateway import FiboClient
+from worker.ledger.account import last_polls
+from worker.ledger.db import Database
+from worker.ledger.migrate import alembic_config
+from worker.ledger.views import database_revision
 from worker.settings import Settings
 
 #: seconds one check may take before it is reported as failed
@@ -51,8 +62,6 @@ Check = Callable[[Settings], str]
 def check_broker(settings: Settings) -> str:
     """Connect to the broker and do one cheap round trip."""
     if is_redis(settings.broker_url):
-        import redis
-
         client = redis.Redis.from_url(
             settings.broker_url,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
@@ -63,8 +72,6 @@ def check_broker(settings: Settings) -> str:
         finally:
             client.close()
         return "redis answered PING"
-    from kombu import Connection  # type: ignore[attr-defined]
-
     with Connection(  # type: ignore[no-untyped-call]
         settings.broker_url, connect_timeout=CONNECT_TIMEOUT_SECONDS
     ) as conn:
@@ -75,11 +82,6 @@ def check_broker(settings: Settings) -> str:
 
 def check_database(settings: Settings) -> str:
     """``SELECT 1``, then the Alembic revision against the migrations' head."""
-    from alembic.script import ScriptDirectory
-
-    from worker.ledger.migrate import alembic_config
-    from worker.ledger.views import database_revision
-
     current = database_revision(settings.database_url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
     head = ScriptDirectory.from_config(alembic_config(settings.database_url)).get_current_head()
     if current != head:
@@ -92,8 +94,6 @@ def check_database(settings: Settings) -> str:
 
 def check_gateway(settings: Settings) -> str:
     """One balance call, no retry: the account and the network work."""
-    from worker.gateway import FiboClient
-
     with FiboClient(settings, read_attempts=1) as client:
         balance = client.balance()
     return f"balance {balance}"
@@ -105,9 +105,6 @@ STALE_POLL_INTERVALS = 3
 
 def check_polls(settings: Settings) -> str:
     """The last balance and totals polls are recent: beat and the polls are running."""
-    from worker.ledger.account import last_polls
-    from worker.ledger.db import Database
-
     db = Database(settings.database_url)
     try:
         with db.sessions() as session:
