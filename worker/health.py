@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker import clock
-from worker.brokers import is_redis
+from worker.brokers import is_redis_family
 from worker.settings import Settings
 
 #: seconds one check may take before it is reported as failed
@@ -50,14 +50,11 @@ Check = Callable[[Settings], str]
 
 def check_broker(settings: Settings) -> str:
     """Connect to the broker and do one cheap round trip."""
-    if is_redis(settings.broker_url):
-        import redis
+    if is_redis_family(settings.broker_url):
+        from worker.redisconn import broker_client
 
-        client = redis.Redis.from_url(
-            settings.broker_url,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
+        client = broker_client(settings)
+        assert client is not None  # a Redis broker has one
         try:
             client.ping()
         finally:
@@ -207,8 +204,9 @@ def _safe(detail: str, settings: Settings) -> str:
     from worker.logs import redact
 
     secrets = [settings.client_pass]
-    for url in (settings.database_url, settings.broker_url):
-        password = urlsplit(url).password
-        if password:
-            secrets.append(password)
+    for url in (settings.database_url, settings.broker_url, settings.redis_url or ""):
+        for part in url.split(";"):  # a Sentinel URL names several hosts
+            password = urlsplit(part).password
+            if password:
+                secrets.append(password)
     return redact(scrub(detail, *secrets))

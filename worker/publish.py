@@ -42,11 +42,18 @@ class TaskSender(Protocol):
 class Publisher:
     """Publishes send tasks through one Celery app's producer pool."""
 
-    def __init__(self, app: TaskSender, *, batch_size: int) -> None:
+    def __init__(
+        self, app: TaskSender, *, batch_size: int, confirm_timeout: float | None = None
+    ) -> None:
+        """``confirm_timeout``: seconds a publish waits for the broker's confirm (RabbitMQ
+        with publisher confirms, see ``worker.brokers.confirm_timeout``)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.app = app
         self.batch_size = batch_size
+        self._options: dict[str, Any] = (
+            {} if confirm_timeout is None else {"confirm_timeout": confirm_timeout}
+        )
 
     def publish(
         self, items: Sequence[tuple[int, str]], *, countdown: float | None = None
@@ -64,7 +71,8 @@ class Publisher:
                 for name, ids, queue in tasks:
                     args = [ids] if name == SEND_BATCH_TASK else [ids[0]]
                     self.app.send_task(
-                        name, args=args, queue=queue, countdown=countdown, producer=producer
+                        name, args=args, queue=queue, countdown=countdown, producer=producer,
+                        **self._options,
                     )
                     done += 1
         except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
