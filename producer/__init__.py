@@ -32,7 +32,7 @@ def default_producer() -> Producer:
     with _lock:
         if _producer is None or _pid != os.getpid():
             import worker
-            from worker.brokers import confirm_timeout
+            from worker.brokers import publish_options
             from worker.ledger.db import Database
             from worker.publish import Publisher
             from worker.settings import get_settings
@@ -44,7 +44,7 @@ def default_producer() -> Producer:
                 publisher=Publisher(
                     worker.app,
                     batch_size=settings.bulk_batch_size,
-                    confirm_timeout=confirm_timeout(settings.broker_url),
+                    **publish_options(settings.broker_url),
                 ),
             )
             _pid = os.getpid()

@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.sandbox", "tests.fixtures.stack"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.sandbox",
+    "tests.fixtures.stack",
+    "tests.fixtures.brokers",
+]

@@ -71,9 +71,16 @@ def is_redis_family(url: str) -> bool:
     return is_redis(url) or is_sentinel(url)
 
 
-def confirm_timeout(url: str) -> float | None:
-    """How long a publish waits for the broker's confirm: RabbitMQ's; None elsewhere."""
-    return AMQP_CONFIRM_TIMEOUT_SECONDS if is_amqp(url) else None
+def publish_options(url: str) -> dict[str, Any]:
+    """The :class:`worker.publish.Publisher` options for the broker at ``url``.
+
+    RabbitMQ: each publish waits at most AMQP_CONFIRM_TIMEOUT_SECONDS for its confirm, and
+    a countdown is rounded up to whole seconds (Celery's native delayed delivery, which
+    quorum queues need, counts in seconds and refuses less than one).
+    """
+    if is_amqp(url):
+        return {"confirm_timeout": AMQP_CONFIRM_TIMEOUT_SECONDS, "whole_seconds": True}
+    return {}
 
 
 def has_fanout(url: str) -> bool:

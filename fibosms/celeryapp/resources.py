@@ -23,7 +23,7 @@ import redis
 from celery import Celery
 
 from worker.breaker import make_breaker
-from worker.brokers import confirm_timeout
+from worker.brokers import publish_options
 from worker.brokerstate import BrokerMarker, DurableBroker, RedisBrokerMarker
 from worker.gateway import FiboClient
 from worker.ledger.db import Database
@@ -48,7 +48,7 @@ def publisher_for(app: Celery) -> Publisher:
     return Publisher(
         app,
         batch_size=settings.bulk_batch_size,
-        confirm_timeout=confirm_timeout(settings.broker_url),
+        **publish_options(settings.broker_url),
     )
 
 

@@ -7,7 +7,7 @@ import pytest
 from fibosms.celeryapp.config import build
 from worker.brokers import (
     QUEUES,
-    confirm_timeout,
+    publish_options,
     sentinel_master_options,
     sentinel_nodes,
     shared_state,
@@ -72,8 +72,8 @@ def test_rabbitmq_gets_quorum_queues_confirms_and_no_beat_lock_without_redis() -
         assert q.exchange.type == "topic"  # Celery's native delayed delivery needs it
     assert conf["beat_scheduler"] == "celery.beat:PersistentScheduler"
     assert conf["worker_send_task_events"] is True
-    assert confirm_timeout("amqp://h//") is not None
-    assert confirm_timeout("redis://h/0") is None
+    assert publish_options("amqp://h//") == {"confirm_timeout": 2.0, "whole_seconds": True}
+    assert publish_options("redis://h/0") == {}
     with_redis = build(_settings(broker_url="amqp://h//", redis_url="redis://r:6379/1"))
     assert with_redis["beat_scheduler"].endswith("LockedScheduler")
 
