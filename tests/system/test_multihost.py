@@ -220,3 +220,44 @@ def test_a_worker_host_cut_off_mid_batch_loses_nothing_and_sends_twice_only_when
     # and the cut did what it was meant to: host 1's attempts were taken over by the sweep
     assert recovered_during_cut > 0
     assert found["ambiguous_recorded"] >= recovered_during_cut - late_answers
+
+
+@pytest.mark.timeout(150)
+def test_a_worker_host_killed_whole_loses_nothing(
+    bed: NetBed, bed_stack: Stack, sandbox: SandboxServer, figures: dict[str, Any]
+) -> None:
+    stack = bed_stack
+    w1, w2 = bed.workers
+    # Given both worker hosts sending
+    start_worker_in(stack, bed, w1, concurrency=4)
+    log2 = start_worker_in(stack, bed, w2, concurrency=4)
+    ids = enqueue(stack, 60, sandbox, "0916")
+    with Sweeper(stack) as sweeper:
+        wait_for(lambda: len(sandbox.calls()) >= 12, timeout=30, every=0.05)
+        # When host 1 loses power: every process in it dies at once
+        started = time.monotonic()
+        killed = bed.kill_host(w1)
+        calls_at_kill = len(sandbox.calls())
+        # Then host 2 and the sweep finish the run
+        settle(stack, ids, timeout=70)
+        took = time.monotonic() - started
+    stack.stop_workers()
+    found = account(stack, sandbox, ids)
+    figures.update(
+        messages=len(ids),
+        processes_killed=killed,
+        calls_before_kill=calls_at_kill,
+        recovered_by_sweep=sweeper.recovered,
+        host2_sent=log_count(log2, ": sent"),
+        settle_s=round(took, 1),
+        **{k: v for k, v in found.items() if not isinstance(v, list | dict) or k == "statuses"},
+    )
+    assert killed >= 1
+    assert found["rows"] == len(ids)
+    assert set(found["statuses"]) <= {"sent", "dead"}, found["statuses"]
+    assert found["dead_without_letter"] == []
+    assert found["unaccounted"] == {}
+    assert found["sent_never_accepted"] == []
+    # host 1 died holding attempts: the sweep recovered them as ambiguous
+    assert sweeper.recovered > 0
+    assert found["ambiguous_recorded"] >= sweeper.recovered
