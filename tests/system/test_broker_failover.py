@@ -64,9 +64,11 @@ def broker_view(stack: Stack) -> dict[str, object]:
     if client is None:
         return {}
     try:
-        return {k.decode(): client.type(k).decode() + ":" + str(
-            client.llen(k) if client.type(k) == b"list" else "")
-            for k in client.keys("*")}
+        view: dict[str, object] = {}
+        for key in client.keys("*"):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            view[name] = client.llen(name) if client.type(name) in (b"list", "list") else "…"
+        return view
     finally:
         client.close()
 
