@@ -16,10 +16,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from producer.enqueue import Producer
-from worker.errors import ValidationError
+from producer.enqueue import Accepted, Producer
+from worker.errors import IdempotencyConflict, ValidationError
 
-__all__ = ["Producer", "ValidationError", "default_producer", "enqueue_many", "enqueue_sms"]
+__all__ = [
+    "Accepted",
+    "IdempotencyConflict",
+    "Producer",
+    "ValidationError",
+    "default_producer",
+    "enqueue_many",
+    "enqueue_sms",
+]
 
 _lock = threading.Lock()
 _producer: Producer | None = None
@@ -64,7 +72,9 @@ def enqueue_sms(
     strip_diacritics: bool | None = None,
     session: Session | None = None,
 ) -> int:
-    """Accept one SMS; returns its id. Raises ValidationError naming the bad field.
+    """Accept one SMS; returns its id. Raises ValidationError naming the bad field, and
+    IdempotencyConflict (a ValidationError) when ``idempotency_key`` already names a message
+    with other content.
 
     ``session``: the caller's SQLAlchemy session; the message then exists (and is
     published) only if that session's transaction commits.

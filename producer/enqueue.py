@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -11,10 +13,11 @@ from sqlalchemy.orm import Session
 
 from producer.validate import OPTIONS, NewMessage, validate
 from worker.clock import now
-from worker.errors import ValidationError
+from worker.errors import IdempotencyConflict, ValidationError
 from worker.kinds import Kind
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
+from worker.ledger.idempotency import content_of, stored_content
 from worker.ledger.outbox import insert_messages
 from worker.publish import Publishes
 from worker.rules.phone import mask_phone
@@ -23,6 +26,18 @@ from worker.settings import Settings
 log = logging.getLogger("fibosms.producer")
 
 _PENDING = "fibosms_pending_publish"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted message: its id, and whether this call recorded it (False: its
+    idempotency key was known, with the same content)."""
+
+    id: int
+    created: bool
+    #: the row as recorded (column → value, with its id) when this call recorded it; it
+    #: answers "what was accepted" without reading the ledger again
+    row: Mapping[str, Any] | None = None
 
 
 class Producer:
@@ -41,10 +56,26 @@ class Producer:
         session: Session | None = None,
         **options: Any,
     ) -> int:
-        """Accept one message; returns its id (the existing one for a known idempotency key)."""
+        """Accept one message; returns its id (the existing one for a known idempotency key).
+
+        Raises :class:`IdempotencyConflict` when the key names a message with other content.
+        """
+        return self.submit(phone, text, session=session, **options).id
+
+    def submit(
+        self,
+        phone: str,
+        text: str,
+        *,
+        session: Session | None = None,
+        **options: Any,
+    ) -> Accepted:
+        """:meth:`enqueue_sms`, telling also whether this call recorded the message."""
         _check_options(options, where="")
         new = validate(phone, text, settings=self.settings, now=now(), **options)
-        return self._accept([new], session=session)[0]
+        ids, created, rows = self._accept([new], session=session, where="")
+        row = {**rows[0], "id": ids[0]} if created else None
+        return Accepted(id=ids[0], created=bool(created), row=row)
 
     def enqueue_many(
         self,
@@ -62,46 +93,76 @@ class Producer:
         if not isinstance(messages, Iterable):
             raise ValidationError("messages", "must be a list of mappings with phone and text")
         at = now()
-        validated: list[NewMessage] = []
+        validated = [
+            self._validate_item(index, item, kind=kind, sender=sender, at=at)
+            for index, item in enumerate(messages)
+        ]
+        return self._accept(validated, session=session, where="messages[{}].")[0]
+
+    def refusals(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        kind: str = Kind.MARKETING,
+        sender: str | None = None,
+    ) -> list[ValidationError]:
+        """Every item :meth:`enqueue_many` would refuse (it stops at the first), in order;
+        records nothing."""
+        at = now()
+        found: list[ValidationError] = []
         for index, item in enumerate(messages):
-            if not isinstance(item, Mapping):
-                raise ValidationError(f"messages[{index}]", "must be a mapping with phone and text")
-            options = {k: v for k, v in item.items() if k not in ("phone", "text")}
-            _check_options(options, where=f"messages[{index}].")
-            options.setdefault("kind", kind)
-            options.setdefault("sender", sender)
             try:
-                validated.append(
-                    validate(
-                        item.get("phone"), item.get("text"), settings=self.settings, now=at,
-                        **options,
-                    )
-                )
+                self._validate_item(index, item, kind=kind, sender=sender, at=at)
             except ValidationError as exc:
-                raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
-        return self._accept(validated, session=session)
+                found.append(exc)
+        return found
+
+    def _validate_item(
+        self, index: int, item: Any, *, kind: str, sender: str | None, at: datetime
+    ) -> NewMessage:
+        if not isinstance(item, Mapping):
+            raise ValidationError(f"messages[{index}]", "must be a mapping with phone and text")
+        options = {k: v for k, v in item.items() if k not in ("phone", "text")}
+        _check_options(options, where=f"messages[{index}].")
+        options.setdefault("kind", kind)
+        options.setdefault("sender", sender)
+        try:
+            return validate(
+                item.get("phone"), item.get("text"), settings=self.settings, now=at, **options
+            )
+        except ValidationError as exc:
+            raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
 
     # -- recording -------------------------------------------------------------------------
 
-    def _accept(self, messages: list[NewMessage], *, session: Session | None) -> list[int]:
+    def _accept(
+        self, messages: list[NewMessage], *, session: Session | None, where: str
+    ) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+        """Record and publish; returns every id in order, the positions this call inserted,
+        and the rows as they were given to the ledger.
+
+        ``where`` prefixes the field of a conflict (``{}`` takes the message's position).
+        """
         if not messages:
-            return []
+            return [], [], []
         if session is not None:
-            ids, fresh = self._record(session, messages)
+            ids, inserted, fresh, rows = self._record(session, messages, where)
             self._publish_after_commit(session, fresh)
-            return ids
+            return ids, inserted, rows
         with self.db.transaction() as own:
-            ids, fresh = self._record(own, messages)
+            ids, inserted, fresh, rows = self._record(own, messages, where)
         self._publish(fresh)
-        return ids
+        return ids, inserted, rows
 
     def _record(
-        self, session: Session, messages: list[NewMessage]
-    ) -> tuple[list[int], list[tuple[int, str]]]:
-        """Insert the rows; returns every id in order and the (id, queue) pairs to publish."""
+        self, session: Session, messages: list[NewMessage], where: str
+    ) -> tuple[list[int], list[int], list[tuple[int, str]], list[dict[str, Any]]]:
+        """Insert the rows; returns every id in order, the positions inserted, the
+        (id, queue) pairs to publish, and the rows."""
         at = now()
         rows = [m.row(at) for m in messages]
         recorded = insert_messages(session, rows)
+        _check_conflicts(session, rows, recorded.inserted, where)
         fresh: list[tuple[int, str]] = []
         for i in recorded.inserted:
             m = messages[i]
@@ -117,7 +178,7 @@ class Producer:
                 "accepted message %s to %s (%s, %d segment(s))",
                 recorded.ids[i], mask_phone(m.recipient), m.kind, m.segments,
             )
-        return recorded.ids, fresh
+        return recorded.ids, recorded.inserted, fresh, rows
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -146,6 +207,25 @@ class Producer:
 
         event.listen(session, "after_commit", after_commit)
         event.listen(session, "after_rollback", after_rollback)
+
+
+def _check_conflicts(
+    session: Session, rows: Sequence[Mapping[str, Any]], inserted: Sequence[int], where: str
+) -> None:
+    """Raise :class:`IdempotencyConflict` for a keyed row that was not inserted because its
+    key names a message with other content (in the ledger, or earlier in ``rows``)."""
+    fresh = set(inserted)
+    repeated = [
+        i for i, row in enumerate(rows)
+        if row.get("idempotency_key") is not None and i not in fresh
+    ]
+    if not repeated:
+        return
+    stored = stored_content(session, {str(rows[i]["idempotency_key"]) for i in repeated})
+    for i in sorted(repeated):
+        message_id, content = stored[str(rows[i]["idempotency_key"])]
+        if content_of(rows[i]) != content:
+            raise IdempotencyConflict(f"{where.format(i)}idempotency_key", message_id)
 
 
 def _check_options(options: Mapping[str, Any], *, where: str) -> None:

@@ -17,6 +17,8 @@
                                not XML, no result code): the gateway did process it
 
     ValidationError            a message was refused at the door; ``field`` names the input
+    └── IdempotencyConflict    its idempotency key is already taken by a message with other
+                               content; ``message_id`` is that message
 
 Every :class:`FiboError` carries the FIBO ``code`` (``None`` for transport failures), its
 ``meaning`` and the ``http_status`` where there was one. No message built here contains
@@ -131,3 +133,17 @@ class ValidationError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class IdempotencyConflict(ValidationError):
+    """An idempotency key that names a message with other content: nothing was written.
+
+    The same key with the same content is not an error (the first message's id comes back);
+    a different phone, text, sender, kind, expiry or encoding under the same key is.
+    """
+
+    def __init__(self, field: str, message_id: int) -> None:
+        self.message_id = message_id
+        super().__init__(
+            field, f"already used by message {message_id} with different content"
+        )

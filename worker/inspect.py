@@ -7,7 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from worker.ledger.views import FailureRecord, failures, failures_of, message_record
+from worker.ledger.views import (
+    FailureRecord,
+    MessageRecord,
+    failures,
+    failures_of,
+    message_record,
+)
 from worker.rules.phone import mask_phone
 
 
@@ -20,6 +26,11 @@ def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
     m = message_record(session, message_id)
     if m is None:
         return None
+    return message_dict(m)
+
+
+def message_dict(m: MessageRecord) -> dict[str, Any]:
+    """A message as ``fibosms status --json`` prints it (and the HTTP API answers)."""
     return {
         "id": m.id,
         "status": m.status,

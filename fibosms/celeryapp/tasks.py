@@ -33,12 +33,16 @@ log = logging.getLogger("fibosms.tasks")
 
 
 def register(app: Celery) -> None:
-    """Register fibosms's tasks on ``app``."""
+    """Register fibosms's tasks on ``app`` alone.
+
+    ``shared=False``: Celery would otherwise add every app's tasks to each app finalized
+    later in the process, so a second app would run the first one's (its time limits).
+    """
     limits = send_time_limits(settings_of(app))
 
     soft, hard = limits[SEND_TASK]
 
-    @app.task(name=SEND_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
+    @app.task(name=SEND_TASK, bind=True, shared=False, soft_time_limit=soft, time_limit=hard)
     def send_sms(self: Task, message_id: int) -> str:
         """Send one message from the ledger (at most one accepted send; docs/architecture.md)."""
         rt = resources_of(self.app)
@@ -53,7 +57,7 @@ def register(app: Celery) -> None:
 
     soft, hard = limits[SEND_BATCH_TASK]
 
-    @app.task(name=SEND_BATCH_TASK, bind=True, soft_time_limit=soft, time_limit=hard)
+    @app.task(name=SEND_BATCH_TASK, bind=True, shared=False, soft_time_limit=soft, time_limit=hard)
     def send_batch(self: Task, message_ids: list[int]) -> dict[str, int]:
         """Send a batch of bulk messages concurrently; counts of what happened."""
         rt = resources_of(self.app)
@@ -72,7 +76,7 @@ def register(app: Celery) -> None:
         log.info("send_batch of %d messages: %s", len(message_ids), counts)
         return counts
 
-    @app.task(name=SWEEP_TASK, bind=True)
+    @app.task(name=SWEEP_TASK, bind=True, shared=False)
     def sweep_ledger(self: Task) -> dict[str, Any]:
         """Recover stalled attempts and publish due messages the broker does not hold."""
         rt = resources_of(self.app)
@@ -80,7 +84,7 @@ def register(app: Celery) -> None:
             settings=rt.settings, db=rt.db, publisher=rt.publisher, marker=rt.marker
         ).as_dict()
 
-    @app.task(name=POLL_BALANCE_TASK, bind=True)
+    @app.task(name=POLL_BALANCE_TASK, bind=True, shared=False)
     def poll_account_balance(self: Task) -> str:
         """Store the balance; alert when low; resume after a top-up."""
         rt = resources_of(self.app)
@@ -89,21 +93,21 @@ def register(app: Celery) -> None:
         )
         return "failed" if got is None else str(got[0])
 
-    @app.task(name=POLL_TOTALS_TASK, bind=True)
+    @app.task(name=POLL_TOTALS_TASK, bind=True, shared=False)
     def poll_account_totals(self: Task) -> str:
         """Store today's GetTotalMt counters and reconcile the day."""
         rt = resources_of(self.app)
         check = poll_totals(settings=rt.settings, db=rt.db, client=rt.client, now=now())
         return "failed" if check is None else ("mismatch" if check.mismatch else "ok")
 
-    @app.task(name=RECONCILE_DAY_TASK, bind=True)
+    @app.task(name=RECONCILE_DAY_TASK, bind=True, shared=False)
     def reconcile_yesterday(self: Task) -> str:
         """Reconcile the Vietnam day that just closed."""
         rt = resources_of(self.app)
         check = reconcile_closed_day(settings=rt.settings, db=rt.db, now=now())
         return "no totals" if check is None else ("mismatch" if check.mismatch else "ok")
 
-    @app.task(name=DELIVER_ALERTS_TASK, bind=True)
+    @app.task(name=DELIVER_ALERTS_TASK, bind=True, shared=False)
     def deliver_pending_alerts(self: Task) -> int:
         """POST alerts not yet delivered to the webhook."""
         rt = resources_of(self.app)

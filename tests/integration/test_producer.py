@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import func, select
 
 from tests.fixtures.stack import Stack
-from worker.errors import ValidationError
+from worker.errors import IdempotencyConflict, ValidationError
 from worker.ledger.models import Message
 
 
@@ -76,6 +76,63 @@ def test_the_same_idempotency_key_returns_the_same_message_and_publishes_once(
     assert queued_ids(redis_url, "default") == [first]
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"phone": "0987654321"},
+        {"text": "goodbye"},
+        {"kind": "otp"},
+        {"sender": "OTHERBRAND"},
+        {"unicode": True},
+        {"expires_at": datetime(2999, 1, 1, tzinfo=UTC)},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_the_same_idempotency_key_with_other_content_is_a_conflict_and_writes_nothing(
+    stack: Stack, redis_url: str, change: dict[str, object]
+) -> None:
+    # Given a message accepted under a key
+    first = stack.producer.enqueue_sms("0912345678", "hello", idempotency_key="order-7")
+    # When the same key comes with one thing different
+    options: dict[str, object] = {"phone": "0912345678", "text": "hello", **change}
+    phone, text = options.pop("phone"), options.pop("text")
+    with pytest.raises(IdempotencyConflict) as caught:
+        stack.producer.enqueue_sms(str(phone), str(text), idempotency_key="order-7", **options)
+    # Then it is refused naming the key and the first message, and nothing new exists
+    assert (caught.value.field, caught.value.message_id) == ("idempotency_key", first)
+    assert isinstance(caught.value, ValidationError)
+    assert "0912345678" not in str(caught.value) and "hello" not in str(caught.value)
+    assert count(stack) == 1
+    assert queued_ids(redis_url, "default") == [first]
+
+
+def test_the_same_key_in_other_written_form_of_the_number_is_the_same_content(
+    stack: Stack,
+) -> None:
+    first = stack.producer.enqueue_sms("0912345678", "hello", idempotency_key="k")
+    assert stack.producer.enqueue_sms("+84 912 345 678", "hello", idempotency_key="k") == first
+    assert stack.producer.submit("0912.345.678", "hello", idempotency_key="k").created is False
+
+
+def test_a_batch_with_a_conflicting_key_is_refused_whole_naming_the_item(
+    stack: Stack, redis_url: str
+) -> None:
+    first = stack.producer.enqueue_sms("0912345678", "hello", idempotency_key="taken")
+    batch = [{"phone": f"09123{i:05d}", "text": f"Khuyen mai {i}"} for i in range(5)]
+    batch[3]["idempotency_key"] = "taken"
+    with pytest.raises(IdempotencyConflict) as caught:
+        stack.producer.enqueue_many(batch)
+    assert (caught.value.field, caught.value.message_id) == ("messages[3].idempotency_key", first)
+    # two items of the same batch under one key with other content conflict with each other
+    batch = [{"phone": "0912300001", "text": "a", "idempotency_key": "twice"},
+             {"phone": "0912300001", "text": "b", "idempotency_key": "twice"}]
+    with pytest.raises(IdempotencyConflict) as caught:
+        stack.producer.enqueue_many(batch)
+    assert caught.value.field == "messages[1].idempotency_key"
+    assert count(stack) == 1
+    assert queued_ids(redis_url, "bulk") == []
+
+
 def test_two_producers_racing_on_the_same_keys_make_one_message_per_key(stack: Stack) -> None:
     results: list[list[int]] = []
     barrier = threading.Barrier(2)
@@ -123,7 +180,8 @@ def test_enqueue_many_returns_ids_in_order_and_publishes_them_all(
 ) -> None:
     batch = [{"phone": f"09123{i:05d}", "text": f"Khuyen mai {i}"} for i in range(2500)]
     batch[10]["idempotency_key"] = "dup"
-    batch[20]["idempotency_key"] = "dup"
+    # the same key twice with the same content: one message (other content is a conflict)
+    batch[20] = dict(batch[10])
     ids = stack.producer.enqueue_many(batch)
     assert len(ids) == 2500 and ids[10] == ids[20]
     assert len(set(ids)) == 2499

@@ -1,8 +1,9 @@
 """A worker told to stop (SIGTERM) stops within the documented time, even mid-call.
 
 A real prefork worker, Redis, PostgreSQL and the sandbox gateway scripted to answer far
-later than the send task's time limit: the warm shutdown waits for the running task, and
-the task's limit, derived from the gateway call deadline, is what bounds the wait.
+later than the send task's time limit: the warm shutdown waits for the running task, which
+the gateway call's total deadline ends; the task's time limits, derived from that deadline,
+are the backstop for whatever the deadline cannot cut.
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ def test_sigterm_during_a_slow_gateway_call_stops_the_worker_within_the_document
     # would have given up
     soft, hard = send_time_limits(stack.settings)[SEND_TASK]
     assert (soft, hard, bound) == (7.0, 12.0, 14.0)
-    assert elapsed <= bound, f"{elapsed:.1f} s after SIGTERM"
+    assert elapsed <= soft, f"{elapsed:.1f} s after SIGTERM"
     assert worker.returncode == 0
     log = stack.logs[0].read_text(errors="replace")
     assert "Warm shutdown" in log
     # the pool's child built its resources as it started, its own
     assert log.count("gateway client and publisher ready") == 1
-    # the soft limit interrupted the call once: one exception, raised in the call
-    assert log.count("billiard.exceptions.SoftTimeLimitExceeded") == 1, log
+    # the call's deadline (2 s) ended it as an unknown outcome; the time limits, the
+    # backstop, never had to interrupt the task
+    assert "outcome=AmbiguousError" in log, log
+    assert log.count("billiard.exceptions.SoftTimeLimitExceeded") == 0, log
     assert "Logging error" not in log
     # and the interrupted attempt was recorded, with an outcome unknown: the OTP will be
     # tried again, not left in "sending" for the sweep

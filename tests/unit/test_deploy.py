@@ -182,7 +182,8 @@ def test_systemd_units_cover_every_role() -> None:
     units = {p.name: unit(p) for p in SYSTEMD.glob("fibosms*")}
     assert set(units) == {
         "fibosms-worker@.service", "fibosms-beat.service", "fibosms-flower.service",
-        "fibosms-metrics.service", "fibosms-migrate.service", "fibosms.target",
+        "fibosms-metrics.service", "fibosms-migrate.service", "fibosms-api.service",
+        "fibosms.target",
     }
     services = {n: u for n, u in units.items() if n.endswith(".service")}
     for name, u in services.items():
@@ -308,7 +309,7 @@ def test_kubectl_kustomize_builds_the_manifests() -> None:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     kinds = [d["kind"] for d in yaml.safe_load_all(done.stdout) if d]
-    assert kinds.count("Deployment") == 5 and "Job" in kinds
+    assert kinds.count("Deployment") == 6 and "Job" in kinds
 
 
 def test_kubernetes_validate_accepts_the_manifests_strictly() -> None:
@@ -354,3 +355,21 @@ def test_the_alert_rules_are_well_formed_and_use_metrics_that_exist() -> None:
     assert {"FibosmsBrokerDown", "FibosmsAccountWideFailure", "FibosmsUrgentBacklog"} <= set(
         alerts
     )
+
+
+def test_the_api_is_deployed_on_loopback_or_inside_the_cluster_only() -> None:
+    # compose: published on the host's loopback; a TLS proxy faces the clients
+    api = compose()["services"]["api"]
+    assert command(api)[0] == "serve"
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    assert "/v1/health/ready" in " ".join(api["healthcheck"]["test"])
+    # systemd: listens on loopback
+    service = unit(SYSTEMD / "fibosms-api.service")["Service"]
+    [start] = values(service, "ExecStart")
+    assert "serve --host 127.0.0.1" in start
+    # Kubernetes: a ClusterIP service, probes on the liveness and readiness routes
+    deployment, svc = list(yaml.safe_load_all((K8S / "api.yaml").read_text()))
+    assert svc["spec"]["type"] == "ClusterIP"
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v1/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"

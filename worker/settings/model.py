@@ -50,6 +50,8 @@ LogFormat = Literal["text", "json"]
 
 #: where ``fibosms metrics`` serves /metrics by default
 METRICS_PORT = 9808
+#: where ``fibosms serve`` (the HTTP API) listens by default
+API_PORT = 8080
 
 PREFIX = "FIBOSMS_"
 
@@ -325,6 +327,20 @@ class Settings:
     flower_address: Annotated[str, setting(
         "the address Flower listens on", pattern=r"^\S+$", expect="a host name or IP address"
     )] = "127.0.0.1"
+    #: the address ``fibosms serve`` (the HTTP API) binds to; loopback: a proxy faces clients
+    api_host: Annotated[str, setting(
+        "the address `fibosms serve` (the HTTP API) listens on; keep loopback behind a "
+        "TLS-terminating proxy", pattern=r"^\S+$", expect="a host name or IP address",
+    )] = "127.0.0.1"
+    api_port: Annotated[int, setting(
+        "the port `fibosms serve` listens on", ge=1, le=MAX_PORT
+    )] = API_PORT
+    #: requests per second per API key; None: no limit
+    api_rate_limit: Annotated[float | None, setting(
+        "requests per second per API key (in Redis when there is one, so across every API "
+        "process; otherwise per process); past it: 429 with `Retry-After`",
+        ge=0.001, le=100_000, default_text="unset (no limit)",
+    )] = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
