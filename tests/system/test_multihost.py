@@ -11,6 +11,7 @@ The figures each scenario measured are printed at the end of the run.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from tests.fixtures.brokers import PrivateRabbit, require
 from tests.fixtures.sandbox import SANDBOX_CLIENT_NO, SANDBOX_PASSWORD
 from tests.fixtures.stack import Stack, wait_for
 from tests.system.infra import free_port
@@ -69,12 +71,26 @@ def sandbox(bed: NetBed) -> Iterator[SandboxServer]:
         server.stop()
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_url(request: pytest.FixtureRequest, bed: NetBed, service: ServiceHost) -> Iterator[str]:
+    """The service host's Redis, or a RabbitMQ node started in the service namespace."""
+    if request.param == "redis":
+        yield service.redis_url
+        return
+    require(shutil.which("rabbitmq-server") is not None, "rabbitmq-server is not installed")
+    node = PrivateRabbit(host=bed.service_addr, prefix=bed.exec_prefix(bed.service))
+    try:
+        yield node.start().url
+    finally:
+        node.stop()
+
+
 @pytest.fixture
-def bed_stack(make_stack: Callable[..., Stack], service: ServiceHost) -> Stack:
+def bed_stack(make_stack: Callable[..., Stack], service: ServiceHost, broker_url: str) -> Stack:
     upgrade(service.pg_url)
     return make_stack(
         service.pg_url,
-        service.redis_url,
+        broker_url,
         FIBOSMS_READ_TIMEOUT_SECONDS="2",
         FIBOSMS_CONNECT_TIMEOUT_SECONDS="1",
         FIBOSMS_SENDING_TIMEOUT_SECONDS=str(SENDING_TIMEOUT),
