@@ -41,3 +41,18 @@ def test_health_reaches_the_broker_through_sentinel_and_rabbitmq(
         result = fibosms("health", "--check", "broker", "--json", env={**base, **env})
         assert result.returncode == 0, (env, result.stdout, result.stderr)
         assert json.loads(result.stdout)["checks"]["broker"]["ok"] is True
+
+
+def test_metrics_read_queue_depth_through_sentinel(
+    tmp_path: Path, sentinel_broker: SentinelGroup
+) -> None:
+    sentinel_broker.master().flushall()
+    sentinel_broker.master().rpush("urgent", "a", "b")
+    env = {"FIBOSMS_DATA_DIR": str(tmp_path), "FIBOSMS_ENV_FILE": str(tmp_path / "no.env"),
+           "FIBOSMS_DATABASE_URL": f"sqlite:///{tmp_path}/m.db", **sentinel_broker.env()}
+    assert fibosms("db", "upgrade", env=env).returncode == 0
+    result = fibosms("metrics", "--once", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "fibosms_broker_up 1.0" in result.stdout
+    assert 'fibosms_queue_depth{queue="urgent"} 2.0' in result.stdout
+    sentinel_broker.master().flushall()
