@@ -4,63 +4,27 @@ resource, and the problem documents of every refusal."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fibosms.web.resources import KEY_CACHE_SECONDS
-from tests.fixtures.api import make_token, serve_api
+from tests.fixtures.api import assert_problem, count_messages, make_token
 from tests.fixtures.stack import Stack
 from worker.clock import now
 from worker.ledger.account import pause
 from worker.ledger.apikeys import ApiKey, revoke_key
-from worker.ledger.models import Message
 
 PHONE = "0912345678"
-
-
-@pytest.fixture
-def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import clean_ledger
-
-    s = make_stack(pg_url, redis_url)
-    clean_ledger(s.db)
-    return s
-
-
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    """A client of the served API holding a key with every scope."""
-    token = make_token(stack.db, "all", "send", "read", "admin")
-    with serve_api(stack.settings) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
-        yield client
-
-
-def count(stack: Stack) -> int:
-    with stack.db.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Message)) or 0)
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    doc: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail"} <= set(doc)
-    assert doc["status"] == status
-    assert "Traceback" not in response.text
-    return doc
 
 
 # -- sending ---------------------------------------------------------------------------------
 
 
 def test_a_message_is_recorded_and_answered_with_its_status_fields(
-    api: httpx.Client, stack: Stack
+    api: httpx.Client, api_stack: Stack
 ) -> None:
     r = api.post("/v1/messages", json={"phone": "+84 912 345 678", "text": "Ma OTP 123456",
                                        "kind": "otp", "sender": "SHOP"})
@@ -71,11 +35,11 @@ def test_a_message_is_recorded_and_answered_with_its_status_fields(
     )
     assert set(body) >= {"id", "attempts", "last_code", "created_at", "next_attempt_at"}
     assert api.get(f"/v1/messages/{body['id']}").json() == body
-    assert count(stack) == 1
+    assert count_messages(api_stack) == 1
 
 
 def test_the_same_key_answers_200_with_the_same_message_and_other_content_409(
-    api: httpx.Client, stack: Stack
+    api: httpx.Client, api_stack: Stack
 ) -> None:
     send = {"phone": PHONE, "text": "Don hang #42 da giao"}
     first = api.post("/v1/messages", json=send, headers={"Idempotency-Key": "order-42"})
@@ -88,11 +52,11 @@ def test_the_same_key_answers_200_with_the_same_message_and_other_content_409(
     doc = assert_problem(other, 409)
     assert doc["message_id"] == first.json()["id"]
     assert "Don hang" not in other.text and "0912345678" not in other.text
-    assert count(stack) == 1
+    assert count_messages(api_stack) == 1
 
 
 def test_a_batch_is_accepted_in_order_or_refused_whole_naming_every_bad_item(
-    api: httpx.Client, stack: Stack
+    api: httpx.Client, api_stack: Stack
 ) -> None:
     good = [{"phone": f"09123{i:05d}", "text": f"Khuyen mai {i}"} for i in range(5)]
     r = api.post("/v1/messages/batch", json={"messages": good})
@@ -108,14 +72,14 @@ def test_a_batch_is_accepted_in_order_or_refused_whole_naming_every_bad_item(
     doc = assert_problem(api.post("/v1/messages/batch", json={"messages": bad}), 422)
     assert [e["field"] for e in doc["errors"]] == ["messages[5].phone", "messages[6].text"]
     assert "3826" not in str(doc["errors"])
-    assert count(stack) == 5
+    assert count_messages(api_stack) == 5
 
 
-def test_a_batch_of_more_than_ten_thousand_is_refused(api: httpx.Client, stack: Stack) -> None:
+def test_a_batch_of_more_than_ten_thousand_is_refused(api: httpx.Client, api_stack: Stack) -> None:
     many = [{"phone": PHONE, "text": "x"}] * 10_001
     doc = assert_problem(api.post("/v1/messages/batch", json={"messages": many}), 422)
     assert doc["errors"][0]["field"] == "messages"
-    assert count(stack) == 0
+    assert count_messages(api_stack) == 0
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -180,10 +144,10 @@ def test_an_unknown_message_is_404_and_a_bad_id_422(api: httpx.Client) -> None:
 # -- keys and scopes -------------------------------------------------------------------------
 
 
-def test_keys_are_required_checked_and_scoped(api: httpx.Client, stack: Stack) -> None:
+def test_keys_are_required_checked_and_scoped(api: httpx.Client, api_stack: Stack) -> None:
     url = str(api.base_url)
-    reader = make_token(stack.db, "reader", "read")
-    sender = make_token(stack.db, "sender", "send")
+    reader = make_token(api_stack.db, "reader", "read")
+    sender = make_token(api_stack.db, "sender", "send")
     with httpx.Client(base_url=url, timeout=30) as anon:
         r = anon.get("/v1/messages")
         assert_problem(r, 401)
@@ -204,15 +168,15 @@ def test_keys_are_required_checked_and_scoped(api: httpx.Client, stack: Stack) -
                        403)
         assert_problem(anon.post("/v1/account/resume", headers=as_reader), 403)
         # revoked: refused once the process's short cache of the key has lapsed
-        with stack.db.transaction() as session:
+        with api_stack.db.transaction() as session:
             assert revoke_key(session, "reader", now=now())
         time.sleep(KEY_CACHE_SECONDS + 0.2)
         assert_problem(anon.get("/v1/messages", headers=as_reader), 401)
-    assert count(stack) == 0
-    with stack.db.sessions() as session:
+    assert count_messages(api_stack) == 0
+    with api_stack.db.sessions() as session:
         used = {k.name: k.last_used_at for k in session.scalars(select(ApiKey))}
     assert used["reader"] is not None and used["sender"] is not None
-    with stack.db.sessions() as session:
+    with api_stack.db.sessions() as session:
         stored = " ".join(k.token_hash + k.prefix for k in session.scalars(select(ApiKey)))
     assert reader not in stored and reader.rsplit("_", 1)[1] not in stored
 
@@ -231,12 +195,14 @@ def test_replay_needs_ids_or_a_code_and_answers_what_it_replayed(api: httpx.Clie
     assert_problem(api.get("/v1/failures", params={"cursor": "bm9wZQ"}), 422)
 
 
-def test_the_account_shows_the_pause_and_resume_lifts_it(api: httpx.Client, stack: Stack) -> None:
+def test_the_account_shows_the_pause_and_resume_lifts_it(
+    api: httpx.Client, api_stack: Stack
+) -> None:
     account = api.get("/v1/account").json()
     assert (account["paused"], account["balance"], account["today"]["timezone"]) == (
         False, None, "Asia/Ho_Chi_Minh"
     )
-    with stack.db.transaction() as session:
+    with api_stack.db.transaction() as session:
         pause(session, code=3, reason="wrong password", message_id=None, now=now())
     account = api.get("/v1/account").json()
     assert (account["paused"], account["pause_code"], account["pause_reason"]) == (

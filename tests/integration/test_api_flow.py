@@ -13,47 +13,22 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from tests.fixtures.api import make_token, serve_api
+from tests.fixtures.api import assert_problem, count_messages, make_token, serve_api
 from tests.fixtures.stack import Stack, wait_for
-from tests.integration.test_api import assert_problem
 from worker.ledger.models import Message
 
 PHONE = "0912345678"
 
 
-@pytest.fixture
-def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
-    from tests.fixtures.services import clean_ledger
-
-    s = make_stack(pg_url, redis_url)
-    clean_ledger(s.db)
-    return s
-
-
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
-    token = make_token(stack.db, "all", "send", "read", "admin")
-    with serve_api(stack.settings) as url, httpx.Client(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as client:
-        yield client
-
-
-def count(stack: Stack) -> int:
-    with stack.db.sessions() as session:
-        return int(session.scalar(select(func.count()).select_from(Message)) or 0)
-
-
 def test_a_message_through_the_api_is_sent_and_dead_letters_are_listed_and_replayed(
-    api: httpx.Client, stack: Stack, sandbox: Any
+    api: httpx.Client, api_stack: Stack, sandbox: Any
 ) -> None:
     # Given a worker, and a gateway that refuses three numbers once with a permanent code
     dead_phones = ["0912000001", "0912000002", "0912000003"]
     for phone in dead_phones:
         sandbox.script(phone, [{"code": 5}])
-    stack.start_worker()
+    api_stack.start_worker()
     # When messages come in through the API
     sent = api.post("/v1/messages", json={"phone": PHONE, "text": "Xin chào", "kind": "otp"})
     doomed = [api.post("/v1/messages", json={"phone": p, "text": "hi"}).json()["id"]
@@ -79,7 +54,9 @@ def test_a_message_through_the_api_is_sent_and_dead_letters_are_listed_and_repla
     assert api.get("/v1/failures").json()["items"] == []
 
 
-def test_two_clients_racing_with_one_key_get_one_message(api: httpx.Client, stack: Stack) -> None:
+def test_two_clients_racing_with_one_key_get_one_message(
+    api: httpx.Client, api_stack: Stack
+) -> None:
     url, headers = str(api.base_url), dict(api.headers)
     def post(key: str, barrier: threading.Barrier, answers: list[httpx.Response]) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -98,7 +75,7 @@ def test_two_clients_racing_with_one_key_get_one_message(api: httpx.Client, stac
             t.join()
         assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
         assert answers[0].json()["id"] == answers[1].json()["id"]
-    assert count(stack) == 10
+    assert count_messages(api_stack) == 10
 
 
 HOSTILE: list[tuple[str, bytes]] = [
@@ -127,7 +104,7 @@ HOSTILE: list[tuple[str, bytes]] = [
 
 @pytest.mark.parametrize(("name", "body"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_bodies_get_a_problem_document_and_write_nothing(
-    api: httpx.Client, stack: Stack, name: str, body: bytes
+    api: httpx.Client, api_stack: Stack, name: str, body: bytes
 ) -> None:
     for path in ("/v1/messages", "/v1/messages/batch"):
         r = api.post(path, content=body, headers={"Content-Type": "application/json"})
@@ -137,11 +114,11 @@ def test_hostile_bodies_get_a_problem_document_and_write_nothing(
         if name == "not json":
             reason = "not valid JSON at character 1"
             assert r.json()["errors"] == [{"field": "body", "reason": reason}]
-    assert count(stack) == 0
+    assert count_messages(api_stack) == 0
 
 
 def test_a_body_over_one_mebibyte_is_413_however_it_is_sent(
-    api: httpx.Client, stack: Stack
+    api: httpx.Client, api_stack: Stack
 ) -> None:
     big = json.dumps({"phone": PHONE, "text": "a" * (1024 * 1024)}).encode()
     assert_problem(api.post("/v1/messages", content=big,
@@ -160,15 +137,15 @@ def test_a_body_over_one_mebibyte_is_413_however_it_is_sent(
                             headers={"Content-Type": "application/json"}), 413)
     assert_problem(api.post("/v1/messages", content=b"phone=1",
                             headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
-    assert count(stack) == 0
+    assert count_messages(api_stack) == 0
 
 
 def test_a_key_past_the_rate_limit_gets_429_with_retry_after(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str
 ) -> None:
-    stack = make_stack(pg_url, redis_url, FIBOSMS_API_RATE_LIMIT="2")
-    one, two = make_token(stack.db, "limited-1", "read"), make_token(stack.db, "limited-2", "read")
-    with serve_api(stack.settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    slow = make_stack(pg_url, redis_url, FIBOSMS_API_RATE_LIMIT="2")
+    one, two = make_token(slow.db, "limited-1", "read"), make_token(slow.db, "limited-2", "read")
+    with serve_api(slow.settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         codes: list[httpx.Response] = []
         while len(codes) < 20 and 429 not in (c.status_code for c in codes):
             codes.append(client.get("/v1/messages?limit=1",
@@ -194,26 +171,26 @@ def fibosms(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_the_key_commands_print_the_token_once_list_and_revoke(stack: Stack) -> None:
-    made = fibosms("keys", "create", "shop", "--scope", "send,read", "--json", env=stack.env)
+def test_the_key_commands_print_the_token_once_list_and_revoke(api_stack: Stack) -> None:
+    made = fibosms("keys", "create", "shop", "--scope", "send,read", "--json", env=api_stack.env)
     assert made.returncode == 0, made.stderr
     doc = json.loads(made.stdout)
     assert (doc["name"], doc["scopes"]) == ("shop", ["send", "read"])
     token = doc["token"]
-    with serve_api(stack.settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with serve_api(api_stack.settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         r = client.get("/v1/messages", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200
-    listed = fibosms("keys", "list", "--json", env=stack.env)
+    listed = fibosms("keys", "list", "--json", env=api_stack.env)
     [key] = json.loads(listed.stdout)
     assert key["name"] == "shop" and key["last_used_at"] is not None and key["revoked_at"] is None
     assert token not in listed.stdout
-    again = fibosms("keys", "create", "shop", env=stack.env)
+    again = fibosms("keys", "create", "shop", env=api_stack.env)
     assert again.returncode == 2 and "exists already" in again.stderr
-    bad = fibosms("keys", "create", "x", "--scope", "root", env=stack.env)
+    bad = fibosms("keys", "create", "x", "--scope", "root", env=api_stack.env)
     assert bad.returncode == 2 and "--scope" in bad.stderr
-    assert fibosms("keys", "revoke", "shop", env=stack.env).returncode == 0
-    assert fibosms("keys", "revoke", "shop", env=stack.env).returncode == 4
-    [key] = json.loads(fibosms("keys", "list", "--json", env=stack.env).stdout)
+    assert fibosms("keys", "revoke", "shop", env=api_stack.env).returncode == 0
+    assert fibosms("keys", "revoke", "shop", env=api_stack.env).returncode == 4
+    [key] = json.loads(fibosms("keys", "list", "--json", env=api_stack.env).stdout)
     assert key["revoked_at"] is not None
 
 
@@ -225,11 +202,11 @@ def test_on_the_embedded_default_the_api_accepts_races_and_limits_in_process(
 
     db_url = f"sqlite:///{tmp_path}/embedded.db"
     upgrade(db_url)
-    stack = make_stack(db_url, f"sqla+sqlite:///{tmp_path}/broker.db",
+    api_stack = make_stack(db_url, f"sqla+sqlite:///{tmp_path}/broker.db",
                        FIBOSMS_API_RATE_LIMIT="50")
-    token = make_token(stack.db, "app", "send", "read")
-    stack.start_worker()
-    with serve_api(stack.settings) as url:
+    token = make_token(api_stack.db, "app", "send", "read")
+    api_stack.start_worker()
+    with serve_api(api_stack.settings) as url:
         headers = {"Authorization": f"Bearer {token}"}
 
         # When two clients race with one key, and then one message goes through
@@ -258,7 +235,7 @@ def test_on_the_embedded_default_the_api_accepts_races_and_limits_in_process(
             while len(codes) < 1000 and 429 not in codes:
                 codes.append(client.get("/v1/messages?limit=1").status_code)
         assert 429 in codes and codes[:50] == [200] * 50
-    assert count(stack) == 1
+    assert count_messages(api_stack) == 1
     assert len(sandbox.accepted()) == 1
 
 
@@ -268,11 +245,11 @@ def test_an_unreachable_ledger_is_a_503_that_names_nothing(
 ) -> None:
     # Given an API whose database refuses connections (its URL carries a password)
     down = "postgresql+psycopg://fibosms:s3cret-pw@127.0.0.1:1/nowhere"
-    stack = make_stack(pg_url, redis_url)
-    token = make_token(stack.db, "k", "send", "read")
+    api_stack = make_stack(pg_url, redis_url)
+    token = make_token(api_stack.db, "k", "send", "read")
     from dataclasses import replace
 
-    settings = replace(stack.settings, database_url=down)
+    settings = replace(api_stack.settings, database_url=down)
     with serve_api(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         # When a client calls it
         r = client.post("/v1/messages", json={"phone": PHONE, "text": "x"},
@@ -295,19 +272,19 @@ def test_with_redis_gone_the_limit_fails_open_and_messages_are_still_accepted(
     from tests.fixtures.api import free_port
 
     gone = f"redis://127.0.0.1:{free_port()}/0"
-    stack = make_stack(pg_url, gone, FIBOSMS_API_RATE_LIMIT="1000")
+    api_stack = make_stack(pg_url, gone, FIBOSMS_API_RATE_LIMIT="1000")
     from tests.fixtures.services import clean_ledger
 
-    clean_ledger(stack.db)
-    token = make_token(stack.db, "k", "send", "read")
-    with serve_api(stack.settings) as url, httpx.Client(
+    clean_ledger(api_stack.db)
+    token = make_token(api_stack.db, "k", "send", "read")
+    with serve_api(api_stack.settings) as url, httpx.Client(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as client:
         # When a message is posted
         r = client.post("/v1/messages", json={"phone": PHONE, "text": "x"})
     # Then it is recorded (the sweep publishes it when the broker is back)
     assert r.status_code == 201, r.text
-    assert count(stack) == 1
-    with stack.db.sessions() as session:
+    assert count_messages(api_stack) == 1
+    with api_stack.db.sessions() as session:
         m = session.get(Message, r.json()["id"])
         assert m is not None and m.published_at is None
