@@ -7,6 +7,7 @@ the embedded default (SQLite database and broker).
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +49,10 @@ def stack(make_stack: Callable[..., Stack], request: pytest.FixtureRequest) -> S
         broker_url = request.getfixturevalue("rabbit_vhost").url
         purge_queues(broker_url)
     s = make_stack(db_url, broker_url, **env)
+    if broker == "rabbitmq":
+        # a worker's warm shutdown on RabbitMQ idles ~10 s in its event loop; what a test
+        # checks is done by then, and RabbitMQ requeues what a killed worker held
+        request.addfinalizer(lambda: s.stop_workers(signal.SIGKILL))
     clean_ledger(s.db)
     return s
 
