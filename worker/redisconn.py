@@ -21,7 +21,7 @@ from redis.sentinel import Sentinel
 from worker.brokers import (
     REDIS_SOCKET_TIMEOUT_SECONDS,
     SENTINEL_SOCKET_TIMEOUT_SECONDS,
-    is_redis,
+    is_redis_family,
     is_sentinel,
     sentinel_master_options,
     sentinel_nodes,
@@ -65,6 +65,6 @@ def state_client(settings: Settings) -> redis.Redis | None:
 def broker_client(settings: Settings) -> redis.Redis | None:
     """The broker's own Redis (for the broker marker), or None when the broker is not one."""
     url = settings.broker_url
-    if not (is_redis(url) or is_sentinel(url)):
+    if not is_redis_family(url):
         return None
     return client_for(url, settings.broker_sentinel_master)
