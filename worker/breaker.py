@@ -166,3 +166,14 @@ def make_breaker(settings: Settings, client: redis.Redis | None) -> Breaker:
     if client is not None:
         return RedisBreaker(client, settings.breaker_threshold, settings.breaker_cooldown_seconds)
     return LocalBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
+
+
+def peek(client: redis.Redis) -> tuple[float, int]:
+    """The shared breaker as it stands, changing nothing (the console shows it): seconds
+    it stays open (0: closed or half-open) and the consecutive failures counted."""
+    pipe = client.pipeline(transaction=False)
+    pipe.pttl(OPEN_KEY)
+    pipe.get(FAILURES_KEY)
+    open_ms, failures = pipe.execute()
+    seconds = float(open_ms) / 1000 if open_ms is not None and open_ms > 0 else 0.0
+    return seconds, int(failures or 0)

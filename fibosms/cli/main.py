@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from fibosms.cli import apps, keys, operators, processes
+from fibosms.cli import apps, keys, operators, processes, users
 from fibosms.cli.output import EXIT_USAGE, fail
 
 
@@ -64,7 +64,8 @@ def main() -> None:
     """
 
 
-for _command in (*apps.COMMANDS, *operators.COMMANDS, *processes.COMMANDS, *keys.COMMANDS):
+for _command in (*apps.COMMANDS, *operators.COMMANDS, *processes.COMMANDS, *keys.COMMANDS,
+                 *users.COMMANDS):
     main.add_command(_command)
 
 

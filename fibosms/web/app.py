@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from fibosms.web import problems
+from fibosms.web import console, problems
 from fibosms.web.middleware import BodyLimit, Observe
 from fibosms.web.resources import open_resources
 from fibosms.web.routes import account, failures, health, messages
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for router in (messages.router, failures.router, account.router, health.router):
         app.include_router(router)
+
+    console.install(app)  # the operator console under /console/ (its own headers)
 
     registry = CollectorRegistry()
 

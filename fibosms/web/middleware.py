@@ -70,7 +70,8 @@ class BodyLimit:
                 if declared > self.max_bytes:
                     await _send_problem(send, 413, too_large)
                     return
-        if scope.get("method") in _WITH_BODY and not _json_content(scope):
+        if (scope.get("method") in _WITH_BODY and not _is_console(scope)
+                and not _json_content(scope)):
             await _send_problem(send, 415, "send the body as JSON: Content-Type: application/json")
             return
         try:
@@ -112,6 +113,12 @@ class BodyLimit:
 
 _DISCONNECTED = object()
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_console(scope: Scope) -> bool:
+    """The console's pages post HTML forms (urlencoded), not JSON."""
+    path = str(scope.get("path", ""))
+    return path == "/console" or path.startswith("/console/")
 
 
 def _json_content(scope: Scope) -> bool:
