@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
+from sqlalchemy import Interval, Table, and_, bindparam, exists, func, insert, literal, or_, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status, UTCDateTime
@@ -101,6 +101,15 @@ _CLAIM = (
     )
 )
 
+#: PostgreSQL: the claim also holds the due time against the database's own clock (with the
+#: same slack), so a worker host whose clock runs ahead cannot claim a scheduled message or a
+#: retry early. One clock for every host; a host behind still claims by its own, late, never
+#: early. The embedded SQLite ledger serves one machine, whose clock is the only one.
+_DB_DUE_BY = func.statement_timestamp() + literal(
+    timedelta(seconds=DUE_SLACK_SECONDS), Interval()
+)
+_CLAIM_ONE_CLOCK = _CLAIM.where(_M.c.next_attempt_at <= _DB_DUE_BY)
+
 _HOLDER = and_(
     _M.c.id == bindparam("mid"),
     _M.c.status == Status.SENDING.value,
@@ -177,7 +186,9 @@ def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | 
 def claim_many(session: Session, ids: list[int], now: datetime) -> list[ClaimedMessage]:
     """Claim every due, sendable, unexpired row among ``ids`` in one statement."""
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
-    rows = session.connection().execute(_CLAIM, {"ids": ids, "due_by": due_by, "now": now})
+    conn = session.connection()
+    statement = _CLAIM_ONE_CLOCK if conn.dialect.name == "postgresql" else _CLAIM
+    rows = conn.execute(statement, {"ids": ids, "due_by": due_by, "now": now})
     return [
         ClaimedMessage(
             id=row.id,
