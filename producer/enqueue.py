@@ -15,13 +15,18 @@ from producer.validate import OPTIONS, NewMessage, validate
 from worker.clock import now
 from worker.errors import IdempotencyConflict, ValidationError
 from worker.kinds import Kind
+from worker.ledger.campaigns import ensure_campaign
 from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.idempotency import content_of, stored_content
+from worker.ledger.marketing import held_for_opening
 from worker.ledger.outbox import insert_messages
+from worker.ledger.suppressions import suppressed_among
 from worker.publish import Publishes
+from worker.rules.marketing import in_window, next_opening, parse_window, release_times
 from worker.rules.phone import mask_phone
 from worker.settings import Settings
+from worker.states import HoldReason
 
 log = logging.getLogger("fibosms.producer")
 
@@ -133,6 +138,11 @@ class Producer:
         except ValidationError as exc:
             raise ValidationError(f"messages[{index}].{exc.field}", exc.reason) from None
 
+    def accept(self, messages: list[NewMessage], *, session: Session | None = None) -> list[int]:
+        """Accept messages that :func:`producer.validate.validate` already checked (a
+        campaign checks every row before it accepts any); ids in the same order."""
+        return self._accept(messages, session=session, where="")[0]
+
     # -- recording -------------------------------------------------------------------------
 
     def _accept(
@@ -160,12 +170,20 @@ class Producer:
         """Insert the rows; returns every id in order, the positions inserted, the
         (id, queue) pairs to publish, and the rows."""
         at = now()
-        rows = [m.row(at) for m in messages]
+        kinds = self.settings.suppress_kinds
+        checked = [m.recipient for m in messages if m.kind in kinds]
+        listed = suppressed_among(session, checked) if checked else set()
+        rows = [m.row(at, suppressed=m.kind in kinds and m.recipient in listed) for m in messages]
+        for name in sorted({m.campaign for m in messages if m.campaign is not None}):
+            ensure_campaign(session, name, at)
+        self._hold_outside_hours(session, messages, rows)
         recorded = insert_messages(session, rows)
         _check_conflicts(session, rows, recorded.inserted, where)
         fresh: list[tuple[int, str]] = []
         for i in recorded.inserted:
             m = messages[i]
+            if rows[i]["status"] != "queued" or rows[i]["hold_reason"] is not None:
+                continue
             # a keyed row is published when it was recorded as due now; a plain one when
             # it has no send_at
             due_now = m.publish_now if m.idempotency_key is None else (
@@ -179,6 +197,33 @@ class Producer:
                 recorded.ids[i], mask_phone(m.recipient), m.kind, m.segments,
             )
         return recorded.ids, recorded.inserted, fresh, rows
+
+    def _hold_outside_hours(
+        self, session: Session, messages: list[NewMessage], rows: list[dict[str, Any]]
+    ) -> None:
+        """Marketing due outside the marketing hours is recorded already held (not
+        published), due when the window opens, spread behind what waits for it: the claim
+        would hold it anyway, and a campaign accepted at night then costs no tasks."""
+        window = parse_window(self.settings.marketing_hours)
+        waiting: dict[datetime, list[int]] = {}
+        for i, m in enumerate(messages):
+            due = rows[i]["next_attempt_at"]
+            if m.kind == Kind.MARKETING and rows[i]["status"] == "queued" and not in_window(
+                due, window
+            ):
+                waiting.setdefault(next_opening(due, window), []).append(i)
+        for opening, positions in waiting.items():
+            dues = release_times(
+                opening, len(positions), already_held=held_for_opening(session, opening),
+                rate=self.settings.rate_limit, window=window,
+            )
+            for i, due in zip(positions, dues, strict=True):
+                expires = rows[i]["expires_at"]
+                rows[i].update(
+                    next_attempt_at=due if expires is None or due < expires else expires,
+                    published_at=None,
+                    hold_reason=HoldReason.QUIET_HOURS.value,
+                )
 
     # -- publishing ------------------------------------------------------------------------
 

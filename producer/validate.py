@@ -9,6 +9,7 @@ from typing import Any
 
 from worker.errors import ValidationError
 from worker.kinds import QUEUE_OF, Kind
+from worker.rules.marketing import apply_label
 from worker.rules.phone import normalize_phone
 from worker.rules.text import prepare_text
 from worker.settings import KINDS, Settings
@@ -22,8 +23,12 @@ LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 #: the keyword options a message may carry, beside phone and text
 OPTIONS = frozenset(
-    {"sender", "kind", "idempotency_key", "unicode", "send_at", "expires_at", "strip_diacritics"}
+    {
+        "sender", "kind", "idempotency_key", "unicode", "send_at", "expires_at",
+        "strip_diacritics", "campaign",
+    }
 )
+MAX_CAMPAIGN_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,19 @@ class NewMessage:
     idempotency_key: str | None
     send_at: datetime | None
     expires_at: datetime | None
+    campaign: str | None = None
 
-    def row(self, now: datetime) -> dict[str, Any]:
+    def row(self, now: datetime, *, suppressed: bool = False) -> dict[str, Any]:
+        """The row to insert; ``suppressed``: its number is listed for its kind, so it is
+        recorded as such and never published."""
         due = self.send_at if self.send_at is not None and self.send_at > now else now
+        if suppressed:
+            return {
+                **self.row(now),
+                "status": "suppressed",
+                "published_at": None,
+                "last_error": "number on the suppression list",
+            }
         return {
             "idempotency_key": self.idempotency_key,
             "recipient": self.recipient,
@@ -61,6 +76,9 @@ class NewMessage:
             "published_at": now if due == now else None,
             "created_at": now,
             "updated_at": now,
+            "campaign": self.campaign,
+            "last_error": None,
+            "hold_reason": None,
         }
 
     @property
@@ -81,8 +99,13 @@ def validate(
     send_at: Any = None,
     expires_at: Any = None,
     strip_diacritics: Any = None,
+    campaign: Any = None,
 ) -> NewMessage:
-    """Check and normalize one message."""
+    """Check and normalize one message.
+
+    Marketing text gets its advertising label as ``FIBOSMS_MARKETING_LABEL`` says, before
+    its parts are counted.
+    """
     if kind not in KINDS:
         raise ValidationError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
     if unicode is not None and not isinstance(unicode, bool):
@@ -93,6 +116,8 @@ def validate(
         raise ValidationError("strip_diacritics", "must be true or false")
 
     recipient = normalize_phone(phone)
+    if kind == Kind.MARKETING and isinstance(text, str):
+        text = apply_label(text, settings.marketing_label)
     prepared = prepare_text(
         text,
         unicode=unicode,
@@ -110,6 +135,7 @@ def validate(
         idempotency_key=_key(idempotency_key),
         send_at=_when("send_at", send_at),
         expires_at=_expiry(expires_at, send_at, now),
+        campaign=_campaign(campaign),
     )
 
 
@@ -131,6 +157,14 @@ def _sender(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValidationError("sender", "must be a string")
     return _printable("sender", value, MAX_SENDER_LENGTH)
+
+
+def _campaign(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("campaign", "must be a string")
+    return _printable("campaign", value, MAX_CAMPAIGN_LENGTH)
 
 
 def _key(value: Any) -> str | None:

@@ -35,6 +35,8 @@ SUCCESS_CODES = frozenset({200, 1})
 #: "duplicate content": after an ambiguous attempt it most likely means the first got through
 DUPLICATE_CONTENT = 6
 INSUFFICIENT_BALANCE = 14
+#: the subscriber refuses messages: the number joins the suppression list
+SUBSCRIBER_REFUSES = 7
 
 _T, _P, _A = CodeClass.TRANSIENT, CodeClass.PERMANENT, CodeClass.ACCOUNT
 

@@ -50,6 +50,8 @@ def message_dict(m: MessageRecord) -> dict[str, Any]:
         "first_attempt_at": _iso(m.first_attempt_at),
         "sent_at": _iso(m.sent_at),
         "expires_at": _iso(m.expires_at),
+        "campaign": m.campaign,
+        "hold_reason": m.hold_reason,
     }
 
 

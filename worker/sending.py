@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from worker.breaker import Breaker, NoBreaker
 from worker.brokers import COUNTDOWN_MAX_SECONDS
 from worker.clock import now as utcnow
-from worker.codes import INSUFFICIENT_BALANCE
+from worker.codes import INSUFFICIENT_BALANCE, SUBSCRIBER_REFUSES
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
 from worker.ledger.account import is_paused, pause
@@ -38,8 +38,10 @@ from worker.ledger.claims import (
 )
 from worker.ledger.db import Database
 from worker.ledger.models import Status
+from worker.ledger.suppressions import GATEWAY, add_suppressions
 from worker.publish import Publishes
 from worker.ratelimit import NoLimit, RateLimiter
+from worker.rules.marketing import MarketingPolicy
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
 from worker.settings.rules import token_wait_seconds
@@ -163,7 +165,7 @@ def _run(
         return dict.fromkeys(ids, Result.DEFERRED)
 
     with db.transaction() as session:
-        claimed = claim_many(session, ids, now)
+        claimed = claim_many(session, ids, now, MarketingPolicy.from_settings(settings))
         taken = {m.id for m in claimed}
         results = _unclaimed(session, [i for i in ids if i not in taken], now)
     for attempted in call(claimed):
@@ -321,6 +323,7 @@ def _record_one(
             msg.id,
             extra={"message_id": msg.id, "attempt": msg.attempt},
         )
+    _suppress_refused(session, msg, decision, now)
     log.info(
         "attempt %d of message %d to %s: %s%s",
         msg.attempt,
@@ -337,6 +340,21 @@ def _record_one(
         },
     )
     return Result(decision.status.value), countdown
+
+
+def _suppress_refused(
+    session: Session, msg: ClaimedMessage, decision: Decision, now: datetime
+) -> None:
+    """Code 7 (the subscriber refuses messages): the number joins the suppression list in
+    the transaction that records the dead letter, so no campaign pays for it again."""
+    if decision.status is Status.DEAD and decision.code == SUBSCRIBER_REFUSES:
+        add_suppressions(
+            session,
+            [msg.recipient],
+            reason=f"gateway code {SUBSCRIBER_REFUSES} on message {msg.id}",
+            source=GATEWAY,
+            now=now,
+        )
 
 
 def _alert_paused(session: Session, msg: ClaimedMessage, decision: Decision, now: datetime) -> None:

@@ -21,6 +21,17 @@ class Status(StrEnum):
     SENT = "sent"
     DEAD = "dead"
     EXPIRED = "expired"
+    #: its number is on the suppression list for its kind; never sent (final)
+    SUPPRESSED = "suppressed"
+    #: its campaign was cancelled before it was sent (final)
+    CANCELLED = "cancelled"
+
+
+class HoldReason(StrEnum):
+    """``sms_messages.hold_reason``: why a ``queued`` marketing message waits (not failed)."""
+
+    QUIET_HOURS = "quiet_hours"
+    DAILY_CAP = "daily_cap"
 
 
 #: statuses a worker may claim

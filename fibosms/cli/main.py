@@ -2,8 +2,10 @@
 
 The group lives here and gathers the commands of each audience: applications
 (:mod:`fibosms.cli.apps`), operators (:mod:`fibosms.cli.operators`) and long-lived processes
-(:mod:`fibosms.cli.processes`). Those import only the shared :mod:`fibosms.cli.output` and
-:mod:`fibosms.cli.params`, never this module. Exit codes are listed in ``output``.
+(:mod:`fibosms.cli.processes`), campaigns (:mod:`fibosms.cli.campaigns`) and the
+suppression list (:mod:`fibosms.cli.suppressions`). Those import only the shared
+:mod:`fibosms.cli.output` and :mod:`fibosms.cli.params`, never this module. Exit codes are
+listed in ``output``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import click
 
-from fibosms.cli import apps, keys, operators, processes, users
+from fibosms.cli import apps, campaigns, keys, operators, processes, suppressions, users
 from fibosms.cli.output import EXIT_USAGE, fail
 
 
@@ -64,8 +66,15 @@ def main() -> None:
     """
 
 
-for _command in (*apps.COMMANDS, *operators.COMMANDS, *processes.COMMANDS, *keys.COMMANDS,
-                 *users.COMMANDS):
+for _command in (
+    *apps.COMMANDS,
+    *operators.COMMANDS,
+    *processes.COMMANDS,
+    *keys.COMMANDS,
+    *users.COMMANDS,
+    *campaigns.COMMANDS,
+    *suppressions.COMMANDS,
+):
     main.add_command(_command)
 
 

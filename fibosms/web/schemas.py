@@ -22,7 +22,9 @@ MAX_ID = 2**63 - 1
 MAX_CODE = 2**31 - 1
 
 KindName = Literal["otp", "transactional", "marketing"]
-StatusName = Literal["queued", "sending", "retrying", "sent", "dead", "expired"]
+StatusName = Literal[
+    "queued", "sending", "retrying", "sent", "dead", "expired", "suppressed", "cancelled"
+]
 
 
 def _in_range(value: datetime) -> datetime:
@@ -101,6 +103,10 @@ class MessageOut(BaseModel):
     first_attempt_at: str | None
     sent_at: str | None
     expires_at: str | None
+    campaign: str | None = Field(None, description="the campaign it belongs to")
+    hold_reason: str | None = Field(
+        None, description="why a queued marketing message waits: quiet_hours or daily_cap"
+    )
 
 
 class MessagePage(BaseModel):

@@ -16,7 +16,10 @@ from typing import Any
 from sqlalchemy import Interval, Table, and_, bindparam, exists, func, insert, literal, or_, update
 from sqlalchemy.orm import Session
 
+from worker.kinds import Kind
+from worker.ledger.marketing import LISTED, screen
 from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status, UTCDateTime
+from worker.rules.marketing import DEFAULT_POLICY, MarketingPolicy
 from worker.states import Transition
 
 #: seconds by which a task may arrive before its row is due and still claim it (clock skew
@@ -68,38 +71,53 @@ _ACCOUNT: Table = AccountState.__table__  # type: ignore[assignment]
 _FAILURES: Table = Failure.__table__  # type: ignore[assignment]
 _NOW = bindparam("now", type_=UTCDateTime())
 
-_CLAIM = (
-    update(_M)
-    .where(
-        _M.c.id.in_(bindparam("ids", expanding=True)),
-        _M.c.status.in_(SENDABLE),
-        _M.c.next_attempt_at <= bindparam("due_by", type_=UTCDateTime()),
-        or_(_M.c.expires_at.is_(None), _M.c.expires_at > _NOW),
-        ~exists().where(_ACCOUNT.c.paused.is_(True)),
-    )
-    .values(
-        status=Status.SENDING.value,
-        attempts=_M.c.attempts + 1,
-        claims=_M.c.claims + 1,
-        claimed_at=_NOW,
-        first_attempt_at=func.coalesce(_M.c.first_attempt_at, _NOW),
-        updated_at=_NOW,
-    )
-    .returning(
-        _M.c.id,
-        _M.c.recipient,
-        _M.c.text,
-        _M.c.sender,
-        _M.c.service_type,
-        _M.c.segments,
-        _M.c.kind,
-        _M.c.queue,
-        _M.c.claims,
-        _M.c.attempts,
-        _M.c.attempts_at_replay,
-        _M.c.ambiguous_attempts,
-    )
+_CLAIMABLE = (
+    _M.c.id.in_(bindparam("ids", expanding=True)),
+    _M.c.status.in_(SENDABLE),
+    _M.c.next_attempt_at <= bindparam("due_by", type_=UTCDateTime()),
+    or_(_M.c.expires_at.is_(None), _M.c.expires_at > _NOW),
+    ~exists().where(_ACCOUNT.c.paused.is_(True)),
 )
+
+
+def _claim_statement(*where: Any) -> Any:
+    return (
+        update(_M)
+        .where(*_CLAIMABLE, *where)
+        .values(
+            status=Status.SENDING.value,
+            hold_reason=None,
+            attempts=_M.c.attempts + 1,
+            claims=_M.c.claims + 1,
+            claimed_at=_NOW,
+            first_attempt_at=func.coalesce(_M.c.first_attempt_at, _NOW),
+            updated_at=_NOW,
+        )
+        .returning(
+            _M.c.id,
+            _M.c.recipient,
+            _M.c.text,
+            _M.c.sender,
+            _M.c.service_type,
+            _M.c.segments,
+            _M.c.kind,
+            _M.c.queue,
+            _M.c.claims,
+            _M.c.attempts,
+            _M.c.attempts_at_replay,
+            _M.c.ambiguous_attempts,
+        )
+    )
+
+
+#: the plain claim: never a marketing message (those go through the advertising rules in
+#: ``worker.ledger.marketing`` first), never a suppressed kind to a listed number
+_CLAIM = _claim_statement(
+    _M.c.kind != Kind.MARKETING.value,
+    ~and_(_M.c.kind.in_(bindparam("suppress_kinds", expanding=True)), LISTED),
+)
+#: the claim of marketing ids the rules let through, in the same transaction as their check
+_CLAIM_SCREENED = _claim_statement(_M.c.kind == Kind.MARKETING.value)
 
 #: PostgreSQL: the claim also holds the due time against the database's own clock (with the
 #: same slack), so a worker host whose clock runs ahead cannot claim a scheduled message or a
@@ -109,6 +127,12 @@ _DB_DUE_BY = func.statement_timestamp() + literal(
     timedelta(seconds=DUE_SLACK_SECONDS), Interval()
 )
 _CLAIM_ONE_CLOCK = _CLAIM.where(_M.c.next_attempt_at <= _DB_DUE_BY)
+_CLAIM_SCREENED_ONE_CLOCK = _CLAIM_SCREENED.where(_M.c.next_attempt_at <= _DB_DUE_BY)
+
+
+def _for(conn: Any, plain: Any, one_clock: Any) -> Any:
+    """The claim for this database: with its clock on PostgreSQL."""
+    return one_clock if conn.dialect.name == "postgresql" else plain
 
 _HOLDER = and_(
     _M.c.id == bindparam("mid"),
@@ -174,21 +198,51 @@ def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def claim(session: Session, message_id: int, now: datetime) -> ClaimedMessage | None:
+def claim(
+    session: Session, message_id: int, now: datetime, policy: MarketingPolicy = DEFAULT_POLICY
+) -> ClaimedMessage | None:
     """Move a due, sendable, unexpired row to ``sending``; None when it is not ours to send.
 
-    Nothing is claimed while the account is paused. One statement: the hot path.
+    Nothing is claimed while the account is paused. One statement on the hot path (an OTP
+    or a transactional message).
     """
-    claimed = claim_many(session, [message_id], now)
+    claimed = claim_many(session, [message_id], now, policy)
     return claimed[0] if claimed else None
 
 
-def claim_many(session: Session, ids: list[int], now: datetime) -> list[ClaimedMessage]:
-    """Claim every due, sendable, unexpired row among ``ids`` in one statement."""
+def claim_many(
+    session: Session, ids: list[int], now: datetime, policy: MarketingPolicy = DEFAULT_POLICY
+) -> list[ClaimedMessage]:
+    """Claim every due, sendable, unexpired row among ``ids`` that the rules let go.
+
+    Messages of ``policy.suppress_kinds`` to a suppressed number, marketing outside the
+    window or over the cap, and messages of a cancelled campaign are settled instead (see
+    ``worker.ledger.marketing``), in the same transaction.
+    """
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
     conn = session.connection()
-    statement = _CLAIM_ONE_CLOCK if conn.dialect.name == "postgresql" else _CLAIM
-    rows = conn.execute(statement, {"ids": ids, "due_by": due_by, "now": now})
+    rows = list(
+        conn.execute(
+            _for(conn, _CLAIM, _CLAIM_ONE_CLOCK),
+            {
+                "ids": ids,
+                "due_by": due_by,
+                "now": now,
+                "suppress_kinds": sorted(policy.suppress_kinds),
+            },
+        )
+    )
+    taken = {row.id for row in rows}
+    rest = [i for i in ids if i not in taken]
+    if rest:
+        screened = screen(conn, rest, now=now, due_by=due_by, policy=policy)
+        if screened:
+            rows.extend(
+                conn.execute(
+                    _for(conn, _CLAIM_SCREENED, _CLAIM_SCREENED_ONE_CLOCK),
+                    {"ids": screened, "due_by": due_by, "now": now},
+                )
+            )
     return [
         ClaimedMessage(
             id=row.id,

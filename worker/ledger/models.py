@@ -1,4 +1,4 @@
-"""``sms_messages`` (the ledger) and ``sms_failures`` (the dead letters)."""
+"""``sms_messages`` (the ledger), ``sms_failures`` (the dead letters) and their neighbours."""
 
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from worker.states import IN_FLIGHT, SENDABLE, Status
+from worker.states import IN_FLIGHT, SENDABLE, HoldReason, Status
 
 __all__ = [
-    "IN_FLIGHT", "SENDABLE", "AccountState", "Alert", "BalancePoll", "Base", "Failure", "Message",
-    "Reconciliation", "Status", "TotalsPoll", "UTCDateTime",
+    "IN_FLIGHT", "SENDABLE", "AccountState", "Alert", "BalancePoll", "Base", "Campaign",
+    "CapCounter", "Failure", "HoldReason", "Message", "Reconciliation", "Status",
+    "Suppression", "TotalsPoll", "UTCDateTime",
 ]
 
 
@@ -99,12 +100,56 @@ class Message(Base):
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the campaign the message belongs to (``fibosms campaign send --name``)
+    campaign: Mapped[str | None] = mapped_column(String(64))
+    #: why a queued marketing message waits: quiet_hours or daily_cap; NULL otherwise
+    hold_reason: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_sms_messages_status_due", "status", "next_attempt_at"),
+        Index("ix_sms_messages_campaign_status", "campaign", "status"),
+        Index("ix_sms_messages_recipient_kind", "recipient", "kind"),
         Index("ix_sms_messages_sent_at", "sent_at"),
         Index("ix_sms_messages_created_at", "created_at"),
     )
+
+
+class Suppression(Base):
+    """A number that must get no message of the suppressed kinds (``FIBOSMS_SUPPRESS_KINDS``)."""
+
+    __tablename__ = "sms_suppressions"
+
+    #: national form, 10 digits, as in ``sms_messages.recipient``
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: gateway (code 7), operator (``fibosms suppress add``), import (a CSV file), api
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Campaign(Base):
+    """A named batch of marketing messages; cancelling it stops what was not yet sent."""
+
+    __tablename__ = "sms_campaigns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CapCounter(Base):
+    """One row per number that got marketing: the lock the daily cap is counted under.
+
+    A claim of marketing messages locks its numbers' rows (in key order) before it counts
+    what those numbers had in the last 24 hours, so two workers never both take the last
+    slot of a number.
+    """
+
+    __tablename__ = "sms_cap_counters"
+
+    #: SHA-256 of the number in national form: the lock needs no number in clear
+    number_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    locked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Failure(Base):

@@ -41,6 +41,8 @@ class MessageRecord:
     first_attempt_at: datetime | None
     sent_at: datetime | None
     expires_at: datetime | None
+    campaign: str | None = None
+    hold_reason: str | None = None
 
 
 def message_record(session: Session, message_id: int) -> MessageRecord | None:
@@ -67,6 +69,8 @@ def message_record(session: Session, message_id: int) -> MessageRecord | None:
         first_attempt_at=m.first_attempt_at,
         sent_at=m.sent_at,
         expires_at=m.expires_at,
+        campaign=m.campaign,
+        hold_reason=m.hold_reason,
     )
 
 

@@ -34,6 +34,7 @@ from worker.brokers import QUEUES
 from worker.ledger import metrics as reads
 from worker.ledger.account import current_pause, last_polls, latest_balance
 from worker.ledger.db import Database
+from worker.ledger.marketing import held_counts, suppression_count
 from worker.settings import Settings
 from worker.watch.alerts import open_alerts
 from worker.watch.days import vietnam_day
@@ -217,9 +218,28 @@ def account_watch(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
     yield alerts
 
 
+def marketing_holds(session: Session, ctx: ProbeContext) -> Iterator[Metric]:
+    """Marketing messages held by the advertising rules, and the suppression list's size."""
+    conn = session.connection()
+    held = GaugeMetricFamily(
+        "fibosms_held_messages",
+        "Marketing messages waiting, not failed: outside the marketing hours (quiet_hours) "
+        "or over a number's daily cap (daily_cap).",
+        labels=["reason"],
+    )
+    for reason, n in held_counts(conn).items():
+        held.add_metric([reason], n)
+    yield held
+    yield GaugeMetricFamily(
+        "fibosms_suppressed_numbers",
+        "Numbers on the suppression list (sms_suppressions).",
+        value=suppression_count(conn),
+    )
+
+
 #: run in this order at every scrape
 PROBES: list[Probe] = [
-    backlog, recent_outcomes, enqueue_to_accepted, dead_letters, account_watch
+    backlog, recent_outcomes, enqueue_to_accepted, dead_letters, account_watch, marketing_holds
 ]
 
 

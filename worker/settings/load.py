@@ -143,6 +143,10 @@ def parse(env: Mapping[str, str]) -> Settings:
             raw[name] = change(raw[name])
     if "ambiguous_retry_kinds" in raw:
         raw["ambiguous_retry_kinds"] = _kinds(raw["ambiguous_retry_kinds"])
+    if "suppress_kinds" in raw:
+        raw["suppress_kinds"] = _kinds(raw["suppress_kinds"], "FIBOSMS_SUPPRESS_KINDS")
+    if "marketing_label" in raw:
+        raw["marketing_label"] = raw["marketing_label"].lower()
     raw["flower_basic_auth"] = _flower_credentials(
         raw.pop("flower_basic_auth", None), get("FIBOSMS_FLOWER_BASIC_AUTH_FILE")
     )
@@ -223,13 +227,13 @@ def redact_url_safe(url: str) -> str:
         return url.partition("://")[0] + "://…"
 
 
-def _kinds(raw: str) -> frozenset[str]:
+def _kinds(raw: str, name: str = "FIBOSMS_AMBIGUOUS_RETRY_KINDS") -> frozenset[str]:
     named = {k.strip().lower() for k in raw.split(",") if k.strip()} - {"none"}
     known = {k.value for k in Kind}
     unknown = named - known
     if unknown:
         raise SettingsError(
-            f"FIBOSMS_AMBIGUOUS_RETRY_KINDS names unknown kinds {sorted(unknown)}; "
+            f"{name} names unknown kinds {sorted(unknown)}; "
             f"use a comma-separated subset of {', '.join(k.value for k in Kind)}, or 'none'"
         )
     return frozenset(named)

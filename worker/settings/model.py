@@ -47,6 +47,7 @@ KINDS: tuple[str, ...] = tuple(k.value for k in Kind)
 
 PhoneFormat = Literal["national", "international"]
 LogFormat = Literal["text", "json"]
+MarketingLabel = Literal["add", "require", "off"]
 
 #: where ``fibosms metrics`` serves /metrics by default
 METRICS_PORT = 9808
@@ -62,6 +63,8 @@ WEEK = 7 * DAY
 MAX_PORT = 65535
 
 _URL_PATH = r"^/[^?# ]*$"
+_HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+_WINDOW = rf"^{_HHMM}-({_HHMM}|24:00)$"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -327,6 +330,27 @@ class Settings:
     flower_address: Annotated[str, setting(
         "the address Flower listens on", pattern=r"^\S+$", expect="a host name or IP address"
     )] = "127.0.0.1"
+    #: Decree 91/2020/ND-CP, Article 13: when advertising SMS may go, Vietnam local time
+    marketing_hours: Annotated[str, setting(
+        "when marketing messages may be sent, Vietnam local time (`HH:MM-HH:MM`; "
+        "`00:00-24:00` = always); outside it they are held, not attempted",
+        pattern=_WINDOW, expect="a window HH:MM-HH:MM, such as 07:00-22:00",
+    )] = "07:00-22:00"
+    #: advertising SMS to one number within any 24 hours, sent or in flight; 0: no cap
+    marketing_daily_cap: Annotated[int, setting(
+        "marketing messages to one number within any 24 hours, sent or in flight; one over "
+        "it is held until it may go (0: no cap)",
+        ge=0, le=1000,
+    )] = 3
+    marketing_label: Annotated[MarketingLabel, setting(
+        "`add`: prefix `[QC] ` to marketing text that does not start with `[QC]` or `[AD]` "
+        "(counted in the parts); `require`: refuse such text; `off`"
+    )] = "add"
+    #: kinds never sent to a number on the suppression list
+    suppress_kinds: Annotated[frozenset[str], setting(
+        "kinds never sent to a number on the suppression list (`none` for none)",
+        default_text="`marketing`",
+    )] = frozenset({Kind.MARKETING.value})
     #: the address ``fibosms serve`` (the HTTP API) binds to; loopback: a proxy faces clients
     api_host: Annotated[str, setting(
         "the address `fibosms serve` (the HTTP API) listens on; keep loopback behind a "

@@ -73,6 +73,12 @@ def problems(s: Settings) -> list[str]:
             f"FIBOSMS_RETRY_MAX_SECONDS ({s.retry_max_seconds:g}) must not be below "
             f"FIBOSMS_RETRY_BASE_SECONDS ({s.retry_base_seconds:g})"
         )
+    opens, _, closes = s.marketing_hours.partition("-")
+    if opens == closes:
+        out.append(
+            f"FIBOSMS_MARKETING_HOURS ({s.marketing_hours}) is an empty window; "
+            "00:00-24:00 means always"
+        )
     if sending <= s.read_timeout_seconds:
         out.append(
             f"FIBOSMS_SENDING_TIMEOUT_SECONDS must be above FIBOSMS_READ_TIMEOUT_SECONDS "
