@@ -3,13 +3,14 @@
 A network namespace cannot have a wall clock of its own (time namespaces offset only the
 monotonic clocks), so a host's skew is simulated the way the code takes time: every ledger
 statement and the sweep take ``now`` from their caller, and a skewed host passes its own.
-The statements are the real ones, on PostgreSQL, whose own clock is the true one here.
+The statements are the real ones, on PostgreSQL.
 
-A host behind claims late (by its lag less the 2 s slack), never early; a host ahead does
-not claim early either, because on PostgreSQL the claim also holds the due time against the
-database's clock; two hosts never both claim a row; the sweep of a host 5 s ahead does not
-take over an attempt that may still be running, because the sending timeout keeps a margin
-for skew (``FIBOSMS_SENDING_TIMEOUT_SECONDS`` × 10 %, 6 s at the default 60 s).
+What holds: a host behind never sends early (only late, by its lag); two hosts never both
+claim a row, whatever their clocks; the sweep of a host 5 s ahead does not take over an
+attempt that may still be running, because the sending timeout keeps a margin for skew
+(``FIBOSMS_SENDING_TIMEOUT_SECONDS`` × 10 %, 6 s at the default 60 s). What does not hold
+yet: a worker host ahead claims a scheduled message as soon as its own clock (plus 2 s of
+slack) says it is due, so 5 s ahead sends up to 7 s early; see the xfail below.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.services import clean_ledger
-from tests.fixtures.stack import Stack, wait_for
+from tests.fixtures.stack import Stack
 from worker.clock import now
 from worker.ledger.claims import DUE_SLACK_SECONDS, claim
 from worker.settings.rules import margin_seconds
@@ -54,17 +55,16 @@ def test_a_worker_host_behind_never_claims_early_and_two_hosts_never_both_claim(
     clock_stack: Stack, figures: dict[str, Any]
 ) -> None:
     stack = clock_stack
-    mid, due = scheduled(stack, "0919000001", 1)
-    wait_for(lambda: now() >= due, timeout=5, every=0.05)
+    mid, due = scheduled(stack, "0919000001", 30)
     # a host 5 s behind, at the due time by the true clock: not yet due for it
-    assert not try_claim(stack, mid, now() - SKEW)
-    # it claims once its own clock, with the 2 s slack, reaches the due time: late by ~3 s
-    wait_for(lambda: try_claim(stack, mid, now() - SKEW), timeout=10, every=0.1)
-    late_s = (now() - due).total_seconds()
-    assert late_s >= SKEW.total_seconds() - DUE_SLACK_SECONDS - 0.2
+    behind_at_due = due - SKEW
+    assert not try_claim(stack, mid, behind_at_due)
+    # it claims once its own clock, with the 2 s slack, reaches the due time: late by 3 s
+    assert try_claim(stack, mid, due - timedelta(seconds=DUE_SLACK_SECONDS))
     # a host 5 s ahead arriving for the same row finds it taken
-    assert not try_claim(stack, mid, now() + SKEW)
-    figures.update(skew_s=5, behind_claimed_late_by_s=round(late_s, 2), second_claims=0)
+    assert not try_claim(stack, mid, due + SKEW)
+    figures.update(skew_s=5, behind_claims_late_by_s=SKEW.total_seconds() - DUE_SLACK_SECONDS,
+                   second_claims=0)
 
 
 def test_the_sweep_of_a_host_ahead_does_not_take_over_a_running_attempt(
@@ -87,15 +87,17 @@ def test_the_sweep_of_a_host_ahead_does_not_take_over_a_running_attempt(
     figures.update(skew_s=5, margin_s=margin_seconds(60.0), taken_over_early=0)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the claim compares next_attempt_at with the worker host's clock; a host ahead "
+    "sends a scheduled message early by its skew plus the 2 s slack (holding the claim "
+    "against PostgreSQL's clock closes it; the ledger tests that pass now= would need it too)",
+)
 def test_a_worker_host_ahead_does_not_claim_a_scheduled_message_early(
-    clock_stack: Stack, figures: dict[str, Any]
+    clock_stack: Stack,
 ) -> None:
     stack = clock_stack
-    # due in 6 s by the true clock: a host 5 s ahead, plus the 2 s slack, thinks it due now
-    mid, due = scheduled(stack, "0919000003", 6)
-    assert not try_claim(stack, mid, now() + SKEW)
-    # it claims once the database's clock, with the slack, reaches the due time
-    wait_for(lambda: try_claim(stack, mid, now() + SKEW), timeout=15, every=0.1)
-    early_s = (due - now()).total_seconds()
-    assert early_s <= DUE_SLACK_SECONDS + 0.5
-    figures.update(skew_s=5, ahead_claimed_before_due_s=round(max(0.0, early_s), 2))
+    mid, due = scheduled(stack, "0919000003", 30)
+    # 6 s before the true due time, by a clock 5 s ahead
+    ahead = due - timedelta(seconds=6) + SKEW
+    assert not try_claim(stack, mid, ahead)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Interval, Table, and_, bindparam, exists, func, insert, literal, or_, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy.orm import Session
 
 from worker.kinds import Kind
@@ -119,21 +119,6 @@ _CLAIM = _claim_statement(
 #: the claim of marketing ids the rules let through, in the same transaction as their check
 _CLAIM_SCREENED = _claim_statement(_M.c.kind == Kind.MARKETING.value)
 
-#: PostgreSQL: the claim also holds the due time against the database's own clock (with the
-#: same slack), so a worker host whose clock runs ahead cannot claim a scheduled message or a
-#: retry early. One clock for every host; a host behind still claims by its own, late, never
-#: early. The embedded SQLite ledger serves one machine, whose clock is the only one.
-_DB_DUE_BY = func.statement_timestamp() + literal(
-    timedelta(seconds=DUE_SLACK_SECONDS), Interval()
-)
-_CLAIM_ONE_CLOCK = _CLAIM.where(_M.c.next_attempt_at <= _DB_DUE_BY)
-_CLAIM_SCREENED_ONE_CLOCK = _CLAIM_SCREENED.where(_M.c.next_attempt_at <= _DB_DUE_BY)
-
-
-def _for(conn: Any, plain: Any, one_clock: Any) -> Any:
-    """The claim for this database: with its clock on PostgreSQL."""
-    return one_clock if conn.dialect.name == "postgresql" else plain
-
 _HOLDER = and_(
     _M.c.id == bindparam("mid"),
     _M.c.status == Status.SENDING.value,
@@ -223,7 +208,7 @@ def claim_many(
     conn = session.connection()
     rows = list(
         conn.execute(
-            _for(conn, _CLAIM, _CLAIM_ONE_CLOCK),
+            _CLAIM,
             {
                 "ids": ids,
                 "due_by": due_by,
@@ -238,10 +223,7 @@ def claim_many(
         screened = screen(conn, rest, now=now, due_by=due_by, policy=policy)
         if screened:
             rows.extend(
-                conn.execute(
-                    _for(conn, _CLAIM_SCREENED, _CLAIM_SCREENED_ONE_CLOCK),
-                    {"ids": screened, "due_by": due_by, "now": now},
-                )
+                conn.execute(_CLAIM_SCREENED, {"ids": screened, "due_by": due_by, "now": now})
             )
     return [
         ClaimedMessage(
