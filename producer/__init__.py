@@ -40,6 +40,7 @@ def default_producer() -> Producer:
     with _lock:
         if _producer is None or _pid != os.getpid():
             import worker
+            from worker.brokers import publish_options
             from worker.ledger.db import Database
             from worker.publish import Publisher
             from worker.settings import get_settings
@@ -48,7 +49,11 @@ def default_producer() -> Producer:
             _producer = Producer(
                 settings=settings,
                 db=Database(settings.database_url),
-                publisher=Publisher(worker.app, batch_size=settings.bulk_batch_size),
+                publisher=Publisher(
+                    worker.app,
+                    batch_size=settings.bulk_batch_size,
+                    **publish_options(settings.broker_url),
+                ),
             )
             _pid = os.getpid()
         return _producer

@@ -1,10 +1,11 @@
 """Noticing that the broker lost its queues (a flush, a restart of a Redis that keeps
 nothing on disk, a failover to an empty replica).
 
-A marker key lives in the broker's own Redis database, beside the queues, so whatever
-empties the queues takes the marker with it. The sweep checks it each pass: when it is
-gone, every publish the ledger remembers is forgotten and the due rows are published at
-once, instead of waiting ``FIBOSMS_REPUBLISH_AFTER_SECONDS`` for them to look lost.
+A marker key lives in the broker's own Redis database (never in FIBOSMS_REDIS_URL's),
+beside the queues, so whatever empties the queues takes the marker with it. The sweep
+checks it each pass: when it is gone, every publish the ledger remembers is forgotten and
+the due rows are published at once, instead of waiting
+``FIBOSMS_REPUBLISH_AFTER_SECONDS`` for them to look lost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Protocol
 
 import redis
 
-from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS, is_redis
+from worker.redisconn import broker_client
+from worker.settings import Settings
 
 log = logging.getLogger("fibosms.sweep")
 
@@ -33,7 +35,8 @@ class BrokerMarker(Protocol):
 
 
 class DurableBroker:
-    """A broker that keeps what it holds (the embedded SQLite broker): never lost."""
+    """A broker that keeps what it holds (the embedded SQLite broker, RabbitMQ's quorum
+    queues): never lost."""
 
     def lost(self) -> bool:
         return False
@@ -42,16 +45,14 @@ class DurableBroker:
         return None
 
 
-def marker_for(broker_url: str) -> BrokerMarker:
-    """The marker for the broker at ``broker_url`` (building it connects to nothing)."""
-    if not is_redis(broker_url):
-        return DurableBroker()
-    client = redis.Redis.from_url(
-        broker_url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-    )
-    return RedisBrokerMarker(client)
+def marker_for(settings: Settings) -> BrokerMarker:
+    """The marker for the broker ``settings`` name (building it connects to nothing).
+
+    Only a Redis broker (direct or through Sentinel) can lose its queues unseen; RabbitMQ's
+    quorum queues and the embedded broker keep theirs, and need no marker.
+    """
+    client = broker_client(settings)
+    return DurableBroker() if client is None else RedisBrokerMarker(client)
 
 
 class RedisBrokerMarker:

@@ -25,17 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 from alembic.script import ScriptDirectory
 from kombu import Connection  # type: ignore[attr-defined]
 
 from worker import clock
-from worker.brokers import is_redis
+from worker.brokers import is_redis_family
 from worker.gateway import FiboClient
 from worker.ledger.account import last_polls
 from worker.ledger.db import Database
 from worker.ledger.migrate import alembic_config
 from worker.ledger.views import database_revision
+from worker.redisconn import broker_client
 from worker.settings import Settings
 
 #: seconds one check may take before it is reported as failed
@@ -61,12 +61,9 @@ Check = Callable[[Settings], str]
 
 def check_broker(settings: Settings) -> str:
     """Connect to the broker and do one cheap round trip."""
-    if is_redis(settings.broker_url):
-        client = redis.Redis.from_url(
-            settings.broker_url,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
+    if is_redis_family(settings.broker_url):
+        client = broker_client(settings)
+        assert client is not None  # a Redis broker has one
         try:
             client.ping()
         finally:
@@ -204,8 +201,9 @@ def _safe(detail: str, settings: Settings) -> str:
     from worker.logs import redact
 
     secrets = [settings.client_pass]
-    for url in (settings.database_url, settings.broker_url):
-        password = urlsplit(url).password
-        if password:
-            secrets.append(password)
+    for url in (settings.database_url, settings.broker_url, settings.redis_url or ""):
+        for part in url.split(";"):  # a Sentinel URL names several hosts
+            password = urlsplit(part).password
+            if password:
+                secrets.append(password)
     return redact(scrub(detail, *secrets))

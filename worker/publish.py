@@ -12,6 +12,7 @@ app is made (``fibosms.celeryapp``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -42,11 +43,25 @@ class TaskSender(Protocol):
 class Publisher:
     """Publishes send tasks through one Celery app's producer pool."""
 
-    def __init__(self, app: TaskSender, *, batch_size: int) -> None:
+    def __init__(
+        self,
+        app: TaskSender,
+        *,
+        batch_size: int,
+        confirm_timeout: float | None = None,
+        whole_seconds: bool = False,
+    ) -> None:
+        """``confirm_timeout``: seconds a publish waits for the broker's confirm;
+        ``whole_seconds``: countdowns rounded up to whole seconds. Both for RabbitMQ, see
+        ``worker.brokers.publish_options``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.app = app
         self.batch_size = batch_size
+        self._options: dict[str, Any] = (
+            {} if confirm_timeout is None else {"confirm_timeout": confirm_timeout}
+        )
+        self.whole_seconds = whole_seconds
 
     def publish(
         self, items: Sequence[tuple[int, str]], *, countdown: float | None = None
@@ -58,13 +73,16 @@ class Publisher:
         if not items:
             return []
         tasks = self._tasks(items)
+        if countdown is not None and self.whole_seconds and countdown > 0:
+            countdown = float(math.ceil(countdown))
         done = 0
         try:
             with self.app.producer_or_acquire() as producer:
                 for name, ids, queue in tasks:
                     args = [ids] if name == SEND_BATCH_TASK else [ids[0]]
                     self.app.send_task(
-                        name, args=args, queue=queue, countdown=countdown, producer=producer
+                        name, args=args, queue=queue, countdown=countdown, producer=producer,
+                        **self._options,
                     )
                     done += 1
         except Exception as exc:  # the broker is down or unreachable: leave it to the sweep

@@ -38,7 +38,9 @@ local cost = tonumber(ARGV[3])
 local floor = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
+-- no schedule (new, expired, flushed, lost in a failover): idle since long ago, so a
+-- non-urgent call, which needs the schedule free of its reserve, is not refused forever
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
 local allowance = (capacity - cost - floor) * interval
 if tat - now > allowance then
   return math.ceil(tat - now - allowance)

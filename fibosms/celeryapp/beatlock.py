@@ -18,7 +18,8 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler
 
-from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS
+from fibosms.celeryapp.resources import settings_of
+from worker.redisconn import state_client
 
 log = logging.getLogger("fibosms.beat")
 
@@ -38,7 +39,8 @@ return 0
 
 
 class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
-    """Runs the schedule only while it holds the beat lock in the broker's Redis."""
+    """Runs the schedule only while it holds the beat lock in the shared-state Redis
+    (FIBOSMS_REDIS_URL, or the broker's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,11 +50,10 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
 
     def _client(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self.app.conf.broker_url,
-                socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            )
+            client = state_client(settings_of(self.app))
+            if client is None:  # config.build picks this scheduler only with a Redis
+                raise redis.ConnectionError("no Redis for the beat lock")
+            self._redis = client
         return self._redis
 
     def hold_lock(self) -> bool:

@@ -15,20 +15,26 @@ import math
 from typing import Any
 
 from celery.schedules import crontab
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from worker.brokers import (
     DELIVER_ALERTS_TASK,
     POLL_BALANCE_TASK,
     POLL_TOTALS_TASK,
     QUEUES,
+    QUORUM,
     RECONCILE_DAY_TASK,
     REDIS_SOCKET_TIMEOUT_SECONDS,
     SEND_BATCH_TASK,
     SEND_TASK,
+    SENTINEL_SOCKET_TIMEOUT_SECONDS,
     SWEEP_TASK,
     VISIBILITY_TIMEOUT_SECONDS,
-    is_redis,
+    has_fanout,
+    is_amqp,
+    is_redis_family,
+    is_sentinel,
+    state_url,
 )
 from worker.settings import Settings
 from worker.settings.rules import token_wait_seconds
@@ -76,20 +82,50 @@ def shutdown_bound_seconds(settings: Settings) -> float:
     return max(hard for _, hard in send_time_limits(settings).values())
 
 
-def build(settings: Settings) -> dict[str, Any]:
-    """The Celery configuration for ``settings``."""
-    transport_options: dict[str, Any] = {}
-    if is_redis(settings.broker_url):
-        transport_options = {
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's transport options for the broker ``settings`` name."""
+    url = settings.broker_url
+    if is_redis_family(url):
+        options: dict[str, Any] = {
             "visibility_timeout": max(
                 VISIBILITY_TIMEOUT_SECONDS, int(settings.sending_timeout_seconds * 2)
             ),
             "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         }
+        if is_sentinel(url):
+            options["master_name"] = settings.broker_sentinel_master
+            options["sentinel_kwargs"] = {
+                "socket_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+                "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
+            }
+        return options
+    if is_amqp(url):
+        # a publish returns once RabbitMQ has the message on a quorum of its nodes; one
+        # that is not confirmed in time raises, and the row is left to the sweep
+        # (each publish waits at most brokers.AMQP_CONFIRM_TIMEOUT_SECONDS, publish.py)
+        return {"confirm_publish": True}
+    return {}
+
+
+def task_queues(settings: Settings) -> tuple[Queue, ...]:
+    """urgent, default and bulk. With RabbitMQ: quorum queues (replicated, durable) behind
+    topic exchanges, which Celery's native delayed delivery needs for short retries."""
+    if not is_amqp(settings.broker_url):
+        return tuple(Queue(name) for name in QUEUES)
+    return tuple(
+        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=QUORUM)
+        for name in QUEUES
+    )
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for ``settings``."""
+    events = settings.task_events and has_fanout(settings.broker_url)
+    locked_beat = state_url(settings.broker_url, settings.redis_url) is not None
     return {
         "broker_url": settings.broker_url,
-        "broker_transport_options": transport_options,
+        "broker_transport_options": transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 2,
         "task_serializer": "json",
@@ -106,23 +142,24 @@ def build(settings: Settings) -> dict[str, Any]:
         # of holding the worker's restart, or its shutdown, until it ends
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": "default",
-        "task_queues": tuple(Queue(name) for name in QUEUES),
+        "task_queues": task_queues(settings),
         "task_create_missing_queues": False,
         "task_publish_retry": True,
         "task_publish_retry_policy": PUBLISH_RETRY_POLICY,
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,
-        # task events feed Flower; the SQLite broker has no fanout, so only with Redis
-        "worker_send_task_events": settings.task_events and is_redis(settings.broker_url),
-        "task_send_sent_event": settings.task_events and is_redis(settings.broker_url),
+        # task events feed Flower; the SQLite broker has no fanout
+        "worker_send_task_events": events,
+        "task_send_sent_event": events,
         "worker_redirect_stdouts": False,
         "beat_schedule": beat_schedule(settings),
         "beat_schedule_filename": f"{settings.data_dir}/celerybeat-schedule",
-        # with Redis, one beat across machines (beatlock.py); embedded: the file scheduler
+        # with a Redis for shared state, one beat across machines (beatlock.py); else the
+        # file scheduler, and the deployment runs exactly one beat
         "beat_scheduler": (
             "fibosms.celeryapp.beatlock:LockedScheduler"
-            if is_redis(settings.broker_url)
+            if locked_beat
             else "celery.beat:PersistentScheduler"
         ),
     }

@@ -23,12 +23,13 @@ import redis
 from celery import Celery
 
 from worker.breaker import make_breaker
-from worker.brokers import REDIS_SOCKET_TIMEOUT_SECONDS, is_redis
+from worker.brokers import publish_options
 from worker.brokerstate import BrokerMarker, DurableBroker, RedisBrokerMarker
 from worker.gateway import FiboClient
 from worker.ledger.db import Database
 from worker.publish import Publisher
 from worker.ratelimit import make_limiter
+from worker.redisconn import broker_client, state_client
 from worker.sending import Gate
 from worker.settings import Settings
 
@@ -43,7 +44,12 @@ def settings_of(app: Celery) -> Settings:
 
 def publisher_for(app: Celery) -> Publisher:
     """A publisher of send tasks through ``app``, batching as its settings say."""
-    return Publisher(app, batch_size=settings_of(app).bulk_batch_size)
+    settings = settings_of(app)
+    return Publisher(
+        app,
+        batch_size=settings.bulk_batch_size,
+        **publish_options(settings.broker_url),
+    )
 
 
 @dataclass
@@ -57,6 +63,9 @@ class Resources:
     gate: Gate
     #: concurrent gateway calls of the bulk path
     executor: ThreadPoolExecutor
+    #: the broker's own Redis, where the marker lives; None when the broker is not Redis
+    broker_redis: redis.Redis | None
+    #: shared state (rate limit, breaker): FIBOSMS_REDIS_URL or the broker's Redis
     redis: redis.Redis | None
     #: tells the sweep whether the broker lost its queues
     marker: BrokerMarker
@@ -65,22 +74,17 @@ class Resources:
         self.executor.shutdown(wait=False)
         self.client.close()
         self.db.dispose()
-        if self.redis is not None:
-            self.redis.close()
+        for client in (self.redis, self.broker_redis):
+            if client is not None:
+                client.close()
 
 
 def build_resources(app: Celery) -> Resources:
     """Resources for ``app``; building them connects to nothing."""
     settings = settings_of(app)
-    client = (
-        redis.Redis.from_url(
-            settings.broker_url,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
-        )
-        if is_redis(settings.broker_url)
-        else None
-    )
+    client = state_client(settings)
+    # without FIBOSMS_REDIS_URL the state lives in the broker's Redis: one client for both
+    broker_redis = client if settings.redis_url is None else broker_client(settings)
     return Resources(
         settings=settings,
         db=Database(settings.database_url),
@@ -91,7 +95,8 @@ def build_resources(app: Celery) -> Resources:
             max_workers=settings.batch_concurrency, thread_name_prefix="fibosms-batch"
         ),
         redis=client,
-        marker=DurableBroker() if client is None else RedisBrokerMarker(client),
+        broker_redis=broker_redis,
+        marker=DurableBroker() if broker_redis is None else RedisBrokerMarker(broker_redis),
     )
 
 

@@ -177,7 +177,7 @@ def sweep(as_json: bool) -> None:
 
     s = settings()
     report = run_sweep(
-        settings=s, db=database(), publisher=publisher(), marker=marker_for(s.broker_url)
+        settings=s, db=database(), publisher=publisher(), marker=marker_for(s)
     )
     emit(
         report.as_dict(),
@@ -269,8 +269,23 @@ def resume(as_json: bool) -> None:
 @handled
 def show_settings(as_json: bool) -> None:
     """Print the effective settings (the password and URL credentials masked)."""
-    data = settings().redacted()
-    emit(data, as_json, lambda d: "\n".join(f"{k}: {v}" for k, v in d.items()))
+    from worker.brokers import shared_state
+
+    s = settings()
+    data = s.redacted()
+    # where the rate limit, breaker, beat lock and broker marker live (or their fallback)
+    data["shared_state"] = shared_state(s.broker_url, s.redis_url)
+    emit(data, as_json, _format_settings)
+
+
+def _format_settings(d: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for key, value in d.items():
+        if isinstance(value, dict):
+            lines.extend(f"{key}.{k}: {v}" for k, v in value.items())
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
 
 
 @click.command()

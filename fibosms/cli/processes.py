@@ -73,10 +73,12 @@ def flower(flower_args: tuple[str, ...]) -> None:
     if problem is not None:
         click.echo("fibosms: warning: Flower runs WITHOUT authentication (--unauthenticated)",
                    err=True)
-    if not s.broker_url.startswith(("redis://", "rediss://")):
+    from worker.brokers import has_fanout
+
+    if not has_fanout(s.broker_url):
         click.echo(
             "fibosms: warning: this broker sends no task events; Flower will show no tasks "
-            "(use Redis: FIBOSMS_BROKER_URL=redis://…)",
+            "(use Redis or RabbitMQ: FIBOSMS_BROKER_URL=redis://… or amqp://…)",
             err=True,
         )
     apply_defaults(s)

@@ -83,18 +83,14 @@ class Resources:
 def open_resources(settings: Settings) -> Resources:
     """Connect nothing yet: engines and pools connect on first use."""
     from fibosms.celeryapp import make_app, publisher_for
-    from worker.brokers import is_redis
+    from worker.redisconn import state_client
 
     celery = make_app(settings)
     publisher = publisher_for(celery)
     db = Database(settings.database_url)
-    client = None
-    if settings.api_rate_limit is not None and is_redis(settings.broker_url):
-        client = redis.Redis.from_url(
-            settings.broker_url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        )
+    # the shared-state Redis (FIBOSMS_REDIS_URL, or the broker's; Sentinel too); without
+    # one each API process keeps its own limits
+    client = state_client(settings) if settings.api_rate_limit is not None else None
     return Resources(
         settings=settings,
         db=db,

@@ -1,16 +1,17 @@
 """End to end: producer → broker → a real Celery worker process → the sandbox over HTTP.
 
-Redis with both databases, and the embedded default (SQLite database and broker).
+Redis with both databases; Redis Sentinel and RabbitMQ (quorum queues) with PostgreSQL; and
+the embedded default (SQLite database and broker).
 """
 
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from tests.fixtures.stack import Stack, statuses, wait_for
@@ -20,13 +21,53 @@ from worker.sweep import sweep
 PHONE = "0912345678"
 
 
-@pytest.fixture
-def stack(make_stack: Callable[..., Stack], db_url: str, redis_url: str) -> Stack:
+#: (database, broker): Redis with both databases; the other brokers with PostgreSQL only,
+#: which is what runs beside them in production (and keeps the run short)
+COMBINATIONS = [
+    ("sqlite", "redis"),
+    ("postgresql", "redis"),
+    ("postgresql", "sentinel"),
+    ("postgresql", "rabbitmq"),
+]
+
+
+@pytest.fixture(params=COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+def stack(make_stack: Callable[..., Stack], request: pytest.FixtureRequest) -> Stack:
+    from tests.fixtures.brokers import purge_queues
     from tests.fixtures.services import clean_ledger
 
-    s = make_stack(db_url, redis_url)
+    database, broker = request.param
+    db_url = str(request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url"))
+    env: dict[str, str] = {}
+    if broker == "redis":
+        broker_url = str(request.getfixturevalue("redis_url"))
+    elif broker == "sentinel":
+        group = request.getfixturevalue("sentinel_broker")
+        group.master().flushall()
+        broker_url, env = group.url, group.env()
+    else:
+        broker_url = request.getfixturevalue("rabbit_vhost").url
+        purge_queues(broker_url)
+    s = make_stack(db_url, broker_url, **env)
+    if broker == "rabbitmq":
+        # a worker's warm shutdown on RabbitMQ idles ~10 s in its event loop; what a test
+        # checks is done by then, and RabbitMQ requeues what a killed worker held
+        request.addfinalizer(lambda: s.stop_workers(signal.SIGKILL))
     clean_ledger(s.db)
     return s
+
+
+def lose_the_queues(stack: Stack) -> None:
+    """What a broker that forgets does: a Redis flush; on RabbitMQ, a purge by hand."""
+    from tests.fixtures.brokers import purge_queues
+    from worker.redisconn import broker_client
+
+    client = broker_client(stack.settings)
+    if client is None:
+        purge_queues(stack.settings.broker_url)
+        return
+    client.flushdb()
+    client.close()
 
 
 def message(stack: Stack, mid: int) -> Message:
@@ -156,11 +197,11 @@ def test_a_task_delivered_many_times_sends_once(stack: Stack, sandbox: Any) -> N
 
 
 def test_after_a_broker_flush_the_sweep_publishes_what_was_lost(
-    stack: Stack, sandbox: Any, redis_url: str
+    stack: Stack, sandbox: Any
 ) -> None:
     # Given 30 accepted messages whose tasks the broker then loses
     ids = [stack.producer.enqueue_sms(f"09123{i:05d}", f"m{i}") for i in range(30)]
-    redis.Redis.from_url(redis_url).flushdb()
+    lose_the_queues(stack)
     stack.start_worker()
     assert set(statuses(stack.db, ids).values()) == {"queued"}
     # When the sweep runs after the republish window (5 s in tests)
@@ -175,11 +216,14 @@ def test_after_a_broker_flush_the_sweep_publishes_what_was_lost(
 
 
 def test_a_broker_flush_is_noticed_and_the_next_sweep_publishes_at_once(
-    stack: Stack, sandbox: Any, redis_url: str
+    stack: Stack, sandbox: Any
 ) -> None:
     from worker.brokerstate import RedisBrokerMarker
+    from worker.redisconn import broker_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = broker_client(stack.settings)
+    if client is None:
+        pytest.skip("RabbitMQ's quorum queues keep their messages: no marker to lose")
     marker = RedisBrokerMarker(client)
     # Given a sweep that left its marker beside the queues, then 30 accepted messages
     sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)

@@ -53,7 +53,7 @@ def test_password_file_is_read_and_never_shown(tmp_path: Path) -> None:
         ({"FIBOSMS_API_URL": "ha-api.fibosms.com"}, "FIBOSMS_API_URL"),
         ({"FIBOSMS_API_URL": "https://"}, "FIBOSMS_API_URL"),
         ({"FIBOSMS_DATABASE_URL": "mysql://x/y"}, "FIBOSMS_DATABASE_URL"),
-        ({"FIBOSMS_BROKER_URL": "amqp://guest@localhost//"}, "FIBOSMS_BROKER_URL"),
+        ({"FIBOSMS_BROKER_URL": "kafka://guest@localhost//"}, "FIBOSMS_BROKER_URL"),
         ({"FIBOSMS_RETRY_BASE_SECONDS": "nan"}, "FIBOSMS_RETRY_BASE_SECONDS"),
         ({"FIBOSMS_RETRY_BASE_SECONDS": "100", "FIBOSMS_RETRY_MAX_SECONDS": "10"},
          "FIBOSMS_RETRY_MAX_SECONDS"),
@@ -75,7 +75,7 @@ def test_a_bad_value_stops_start_up_naming_the_variable(env: dict[str, str], nam
 
 def test_url_credentials_are_masked_in_errors_and_redacted_output() -> None:
     with pytest.raises(SettingsError) as info:
-        Settings.from_env({"FIBOSMS_BROKER_URL": "amqp://user:hunter2@host//"})
+        Settings.from_env({"FIBOSMS_BROKER_URL": "kafka://user:hunter2@host//"})
     assert "hunter2" not in str(info.value)
     s = Settings.from_env({"FIBOSMS_DATABASE_URL": "postgresql+psycopg://u:hunter2@db/x"})
     assert "hunter2" not in str(s.redacted())

@@ -1,4 +1,4 @@
-"""Queue depth read from the broker at scrape time (Redis only).
+"""Queue depth read from the broker at scrape time (Redis, direct or through Sentinel).
 
 kombu keeps a Celery queue in Redis as a list named after it, plus one list per priority
 step (``urgent\\x06\\x163`` …); a task handed to a worker but not acknowledged (running, or
@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from worker.breaker import FAILURES_KEY as BREAKER_FAILURES_KEY
 from worker.breaker import OPEN_KEY as BREAKER_OPEN_KEY
-from worker.brokers import QUEUES, is_redis
+from worker.brokers import QUEUES, is_redis_family
 from worker.settings import Settings
 
 log = logging.getLogger("fibosms.metrics")
@@ -42,23 +42,31 @@ class BrokerCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: Any = None
+        self._state_client: Any = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # registering must not connect
 
     def _redis(self) -> Any:
         if self._client is None:
-            import redis
+            from worker.redisconn import broker_client
 
-            self._client = redis.Redis.from_url(
-                self.settings.broker_url,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-            )
+            self._client = broker_client(self.settings)
         return self._client
 
+    def _state(self) -> Any:
+        """The shared-state Redis the breaker lives in: the broker's, unless
+        FIBOSMS_REDIS_URL names another."""
+        if self.settings.redis_url is None:
+            return self._redis()
+        if self._state_client is None:
+            from worker.redisconn import state_client
+
+            self._state_client = state_client(self.settings)
+        return self._state_client
+
     def collect(self) -> Iterable[Metric]:
-        if not is_redis(self.settings.broker_url):
+        if not is_redis_family(self.settings.broker_url):
             return []
         depth = GaugeMetricFamily(
             "fibosms_queue_depth",
@@ -73,9 +81,11 @@ class BrokerCollector(Collector):
                 for key in queue_keys(queue):
                     pipe.llen(key)
             pipe.hlen(UNACKED_KEY)
-            pipe.get(BREAKER_FAILURES_KEY)
-            pipe.pttl(BREAKER_OPEN_KEY)
-            *lengths, breaker_failures, breaker_open_ms = pipe.execute()
+            lengths = pipe.execute()
+            state = self._state().pipeline(transaction=False)
+            state.get(BREAKER_FAILURES_KEY)
+            state.pttl(BREAKER_OPEN_KEY)
+            breaker_failures, breaker_open_ms = state.execute()
         except Exception as exc:
             up = 0.0
             log.warning("metrics: the broker cannot be read: %s", type(exc).__name__)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.brokers import sentinel_nodes
 from worker.kinds import Kind
 from worker.settings import rules
 from worker.settings.declared import Declared, declared, env_names, number_text
@@ -40,7 +41,9 @@ from worker.settings.model import (
 _DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 _BROKER_SCHEMES = (
     "sqla+sqlite", "sqla+postgresql", "sqla+postgresql+psycopg", "redis", "rediss", "memory",
+    "sentinel", "amqp", "amqps",
 )
+_REDIS_SCHEMES = ("redis", "rediss", "sentinel")
 _HTTP = ("http", "https")
 #: values longer than this are cut in error messages, to keep them one readable line
 _SHOWN = 40
@@ -121,6 +124,14 @@ def parse(env: Mapping[str, str]) -> Settings:
         "FIBOSMS_BROKER_URL", raw.get("broker_url", f"sqla+sqlite:///{data_path / 'broker.db'}"),
         _BROKER_SCHEMES,
     )
+    if "redis_url" in raw:
+        raw["redis_url"] = _url("FIBOSMS_REDIS_URL", raw["redis_url"], _REDIS_SCHEMES)
+    for name in ("broker_url", "redis_url"):
+        if str(raw.get(name, "")).startswith("sentinel://") and "broker_sentinel_master" not in raw:
+            raise SettingsError(
+                f"FIBOSMS_{name.upper()} is a sentinel:// URL: set "
+                "FIBOSMS_BROKER_SENTINEL_MASTER to the master's name"
+            )
     if "alert_webhook_url" in raw:
         raw["alert_webhook_url"] = _url(
             "FIBOSMS_ALERT_WEBHOOK_URL", raw["alert_webhook_url"], _HTTP
@@ -192,12 +203,18 @@ def _url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     except ValueError as exc:  # an unclosed "[" of an IPv6 host, say
         shown = _shown(redact_url_safe(raw))
         raise SettingsError(f"{name} is not a URL ({exc}): {shown}") from None
+    if parts.scheme == "sentinel" and parts.scheme in schemes:
+        try:
+            sentinel_nodes(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}, got {_shown(redact_url_safe(raw))}") from None
+        return raw
     if parts.scheme not in schemes:
         raise SettingsError(
             f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}"
             f", got {_shown(redact_url_safe(raw))}"
         )
-    if parts.scheme in {"http", "https", "redis", "rediss"} and not parts.hostname:
+    if parts.scheme in {"http", "https", "redis", "rediss", "amqp", "amqps"} and not parts.hostname:
         raise SettingsError(f"{name} has no host: {_shown(redact_url_safe(raw))}")
     return raw.rstrip("/") if parts.scheme in _HTTP else raw
 

@@ -113,7 +113,8 @@ class Settings:
         default_text="`sqlite:///./var/fibosms.db`",
     )]
     broker_url: Annotated[str, setting(
-        "Celery's broker; production: `redis://host:6379/0`",
+        "Celery's broker: `redis://host:6379/0`, Sentinel "
+        "`sentinel://host:26379;sentinel://host2:26379`, or RabbitMQ `amqp://user:pass@host//`",
         default_text="`sqla+sqlite:///./var/broker.db`",
     )]
     api_url: Annotated[str, setting(
@@ -129,6 +130,16 @@ class Settings:
     )] = field(repr=False)
     sender_name: Annotated[str | None, setting(
         "the default brand name (`senderName`)", default_text="none"
+    )] = None
+    broker_sentinel_master: Annotated[str | None, setting(
+        "the Sentinel master name, needed by a `sentinel://` broker or Redis URL",
+        default_text="none",
+    )] = None
+    redis_url: Annotated[str | None, setting(
+        "the Redis for shared state that is not a queue (rate limit, breaker, beat lock); "
+        "`redis://`, `rediss://` or `sentinel://`",
+        default_text="the broker, when it is a Redis; with RabbitMQ and none: each falls "
+        "back to one per process (`fibosms settings` says which)",
     )] = None
     #: True when no account is configured and the sandbox's demo account is used
     using_sandbox: Annotated[bool, setting("no account: the sandbox", env=False)] = False
@@ -386,6 +397,8 @@ class Settings:
 
 def redact_url(url: str) -> str:
     """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
+    if ";" in url:  # a Sentinel URL names several hosts, each may carry a password
+        return ";".join(redact_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url
