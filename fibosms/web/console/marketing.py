@@ -76,7 +76,8 @@ def progress_bar(counts: Mapping[str, int], *, width: int = 420, height: int = 1
     label = escape(f"{done:,} of {total:,} messages finished")
     return Markup(  # noqa: S704 - statuses are fixed words, numbers formatted, the label escaped
         f'<svg class="progress" role="img" aria-label="{label}" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>'
+        f'height="{height}" viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
+        f'{"".join(parts)}</svg>'
     )
 
 
