@@ -72,6 +72,9 @@ def test_campaigns_show_a_progress_bar_and_an_operator_cancels_after_confirming(
         assert '<svg class="progress"' in page and "<title>queued: 3</title>" in page
         assert "0 of 3 messages finished" in page
         assert "Cancel…" in page and "Cancel…" not in vera.get("/console/campaigns").text
+        one = olga.get("/console/campaigns/tet").text
+        assert 'data-campaign="tet"' in one and 'data-campaign="he"' not in one
+        assert olga.get("/console/campaigns/nope").status_code == 404
 
         # the campaign filter: a link from the campaigns page, and a field of the search
         listed = _ids(olga.get("/console/messages", params={"campaign": "tet"}).text)
