@@ -144,11 +144,26 @@ def read_csv(data: bytes, *, required: tuple[str, ...] = ("phone",)) -> CsvTable
 
 
 def template_fields(template: str) -> list[str]:
-    """The ``{column}`` placeholders of a template (ValidationError when malformed)."""
+    """The ``{column}`` placeholders of a template (ValidationError when malformed).
+
+    A placeholder is a column's name and nothing else: a format spec (``{name:>99999999}``
+    would make each row a 100 MB string), a conversion, an attribute or an index is refused.
+    """
     try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValidationError("text", f"the template is malformed: {exc}") from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if (spec or conversion or not name.strip() or name.isdigit()
+                or any(ch in name for ch in ".[]")):
+            raise ValidationError(
+                "text", "a placeholder is a column's name in braces, like {name}, and "
+                "nothing more")
+        names.append(name)
+    return names
 
 
 def campaign_key(name: str, recipient: str) -> str:

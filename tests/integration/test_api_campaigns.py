@@ -64,6 +64,10 @@ def test_json_rows_are_all_or_nothing_dry_run_writes_nothing_and_a_rerun_adds_no
     assert "3826" not in str(refused["errors"])
     assert count_messages(api_stack) == 0
 
+    padded = assert_problem(api.post("/v1/campaigns", json={**body, "text": "{name:>99999999}"}),
+                            422)
+    assert [e["field"] for e in padded["errors"]] == ["text"]
+
     dry = api.post("/v1/campaigns", json={**body, "dry_run": True, "skip_invalid": True})
     assert dry.status_code == 200, dry.text
     assert {k: dry.json()[k] for k in ("rows", "accepted", "invalid", "duplicates")} == {
