@@ -7,7 +7,8 @@ under 300 ms).
 A database of its own (``--database``, dropped and made again, migrated to the newest
 revision) is filled in SQL: ``--rows`` messages over 30 days (97 % sent, 1 % dead with their
 dead letters, the rest queued, retrying or expired; a third each OTP, transactional and
-marketing), a balance poll every five minutes for a week, hourly totals polls and 14 daily
+marketing; the marketing ones in ten campaigns and a small old one), 50,000 suppressed
+numbers, a balance poll every five minutes for a week, hourly totals polls and 14 daily
 reconciliations. The app is served by uvicorn in this process on 127.0.0.1 (the sandbox
 broker: no worker and no Redis needed); an operator signs in, and each page is fetched
 ``--repeat`` times after two warm-ups: the median, the 95th percentile and the slowest, and
@@ -35,7 +36,7 @@ from bench.common import BenchError, free_port, percentile
 FILL = """
 INSERT INTO sms_messages (recipient, text, sender, service_type, segments, kind, queue, status,
     attempts, ambiguous_attempts, claims, attempts_at_replay, last_code, next_attempt_at,
-    published_at, created_at, first_attempt_at, sent_at, updated_at)
+    published_at, created_at, first_attempt_at, sent_at, updated_at, campaign)
 SELECT '09' || lpad((g % 100000000)::text, 8, '0'), 'Ma OTP cua ban la 123456', NULL, 1, 1,
     (ARRAY['otp','transactional','marketing'])[g % 3 + 1],
     (ARRAY['urgent','default','bulk'])[g % 3 + 1],
@@ -43,7 +44,10 @@ SELECT '09' || lpad((g % 100000000)::text, 8, '0'), 'Ma OTP cua ban la 123456', 
          WHEN g % 100 = 98 THEN 'queued' WHEN g % 200 = 99 THEN 'retrying'
          ELSE 'expired' END,
     1, 0, 1, 0, CASE WHEN g % 100 = 97 THEN 5 ELSE 0 END,
-    t, t, t, t, CASE WHEN g % 100 < 97 THEN t + interval '2 seconds' END, t
+    t, t, t, t, CASE WHEN g % 100 < 97 THEN t + interval '2 seconds' END, t,
+    -- marketing rows in campaigns of :rows / 10 rows each, and a small one among the oldest
+    CASE WHEN g % 3 = 2 AND g <= 600 THEN 'tiny'
+         WHEN g % 3 = 2 THEN 'camp-' || (g * 10 / :rows) END
 FROM (SELECT g, now() - (:rows - g) * (interval '30 days' / :rows) AS t
       FROM generate_series(1, :rows) AS g) AS s
 """
@@ -52,6 +56,13 @@ INSERT INTO sms_failures (message_id, code, meaning, class, attempts, failed_at)
 SELECT id, 5, 'brand name / service not registered', 'permanent', 1,
        created_at + interval '2 seconds'
 FROM sms_messages WHERE status = 'dead'
+"""
+CAMPAIGNS = """
+INSERT INTO sms_campaigns (name, created_at)
+SELECT campaign, min(created_at) FROM sms_messages WHERE campaign IS NOT NULL GROUP BY campaign;
+INSERT INTO sms_suppressions (phone, reason, source, created_at)
+SELECT '09' || lpad((g * 7919 % 100000000)::text, 8, '0'), 'STOP', 'import', now()
+FROM generate_series(1, 50000) AS g ON CONFLICT DO NOTHING;
 """
 POLLS = """
 INSERT INTO fibo_balance_history (balance, polled_at)
@@ -88,7 +99,7 @@ def fill(url: str, rows: int) -> float:
     with engine.begin() as conn:
         conn.execute(text(FILL), {"rows": rows})
         conn.execute(text(FAILURES))
-        for statement in POLLS.split(";"):
+        for statement in (POLLS + CAMPAIGNS).split(";"):
             if statement.strip():
                 conn.execute(text(statement))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -151,6 +162,12 @@ def measure(base: str, url: str, repeat: int) -> dict[str, dict[str, float | Non
         "dead letters code 5": lambda: client.get("/console/failures?code=5&class=permanent"),
         "replay confirmation": lambda: client.get("/console/failures?code=5&confirm=code"),
         "account": lambda: client.get("/console/account"),
+        "campaigns": lambda: client.get("/console/campaigns"),
+        "search campaign": lambda: client.get("/console/messages?campaign=camp-5"),
+        "search tiny campaign": lambda: client.get("/console/messages?campaign=tiny"),
+        "suppressions": lambda: client.get("/console/suppressions"),
+        "suppression look-up": lambda: client.post("/console/suppressions", data={
+            "csrf_token": csrf.group(1), "lookup": "0900007919"}),
     }
     out: dict[str, dict[str, float | None]] = {}
     for name, ask in asks.items():

@@ -57,6 +57,10 @@ class CampaignError(Exception):
     """A campaign command that cannot go ahead (unknown, cancelled, unreadable file)."""
 
 
+class CampaignCancelled(CampaignError):
+    """Rows sent to a campaign that was cancelled: its name cannot be used again."""
+
+
 @dataclass(frozen=True)
 class RowError:
     #: the file's line number (the header is line 1)
@@ -140,11 +144,26 @@ def read_csv(data: bytes, *, required: tuple[str, ...] = ("phone",)) -> CsvTable
 
 
 def template_fields(template: str) -> list[str]:
-    """The ``{column}`` placeholders of a template (ValidationError when malformed)."""
+    """The ``{column}`` placeholders of a template (ValidationError when malformed).
+
+    A placeholder is a column's name and nothing else: a format spec (``{name:>99999999}``
+    would make each row a 100 MB string), a conversion, an attribute or an index is refused.
+    """
     try:
-        return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValidationError("text", f"the template is malformed: {exc}") from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if (spec or conversion or not name.strip() or name.isdigit()
+                or any(ch in name for ch in ".[]")):
+            raise ValidationError(
+                "text", "a placeholder is a column's name in braces, like {name}, and "
+                "nothing more")
+        names.append(name)
+    return names
 
 
 def campaign_key(name: str, recipient: str) -> str:
@@ -239,9 +258,43 @@ def send_campaign(
     why, line by line). Rows whose number is suppressed are recorded as ``suppressed`` and
     never sent; a number given twice is accepted once.
     """
+    _check_name(name)
+    return send_table(
+        read_csv(data), name=name, settings=settings, db=db, publisher=publisher,
+        template=template, sender=sender, send_at=send_at, dry_run=dry_run,
+        skip_invalid=skip_invalid, progress=progress,
+    )
+
+
+def table_of(rows: list[dict[str, str]]) -> CsvTable:
+    """Rows given as mappings (the API's JSON rows) as a table; each row's "line" is its
+    index in ``rows``. Column names are matched without regard to case, as in a header."""
+    columns: dict[str, None] = {"phone": None}
+    table_rows: list[tuple[int, dict[str, str]]] = []
+    for index, row in enumerate(rows):
+        lowered = {k.strip().lower(): v for k, v in row.items()}
+        columns.update(dict.fromkeys(lowered))
+        table_rows.append((index, lowered))
+    return CsvTable(list(columns), table_rows)
+
+
+def send_table(
+    table: CsvTable,
+    *,
+    name: str,
+    settings: Settings,
+    db: Database,
+    publisher: Publishes,
+    template: str | None = None,
+    sender: str | None = None,
+    send_at: datetime | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> CampaignReport:
+    """:func:`send_campaign` for rows already read (a CSV file's, or :func:`table_of`)."""
     report = CampaignReport(campaign=name, dry_run=dry_run)
     _check_name(name)
-    table = read_csv(data)
     good, errors, duplicates = check_rows(
         table, name=name, template=template, sender=sender, send_at=send_at, settings=settings
     )
@@ -252,7 +305,7 @@ def send_campaign(
         known = campaign(session, name, with_counts=False)
         listed = suppressed_among(session, [m.recipient for _, m in good])
     if known is not None and known.cancelled_at is not None:
-        raise CampaignError(f"campaign {name!r} was cancelled; choose another name")
+        raise CampaignCancelled(f"campaign {name!r} was cancelled; choose another name")
     report.suppressed = sum(1 for _, m in good if m.recipient in listed)
     if dry_run or (errors and not skip_invalid):
         return report

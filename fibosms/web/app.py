@@ -18,9 +18,10 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from fibosms.web import console, problems
+from fibosms.web.campaign_schemas import CampaignIn
 from fibosms.web.middleware import BodyLimit, Observe
 from fibosms.web.resources import open_resources
-from fibosms.web.routes import account, failures, health, messages
+from fibosms.web.routes import account, campaigns, failures, health, messages, suppressions
 from fibosms.web.schemas import Problem
 from worker.settings import Settings
 
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    for router in (messages.router, failures.router, account.router, health.router):
+    for router in (messages.router, failures.router, account.router, health.router,
+                   campaigns.router, suppressions.router):
         app.include_router(router)
 
     console.install(app)  # the operator console under /console/ (its own headers)
@@ -107,7 +109,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
         document = get_openapi(title=app.title, version=app.version,
                                description=app.description, routes=app.routes)
-        _, defs = models_json_schema([(Problem, "serialization")],
+        _, defs = models_json_schema([(Problem, "serialization"), (CampaignIn, "validation")],
                                      ref_template="#/components/schemas/{model}")
         document.setdefault("components", {}).setdefault("schemas", {}).update(
             defs["$defs"]

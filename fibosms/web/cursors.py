@@ -72,3 +72,16 @@ def read_failure_cursor(cursor: str) -> tuple[datetime, int]:
         raise ApiError(422, "the request is not valid",
                        errors=[{"field": "cursor", "reason": "not a cursor this API gave out"}]
                        ) from None
+
+
+def suppression_cursor(phone: str) -> str:
+    return _encode(f"s:{phone}")
+
+
+def read_suppression_cursor(cursor: str) -> str:
+    """The number (national form) the next page starts after."""
+    parts = _decode(cursor, "s")
+    if len(parts) != 1 or not parts[0].isdigit() or len(parts[0]) > 15:
+        raise ApiError(422, "the request is not valid",
+                       errors=[{"field": "cursor", "reason": "not a cursor this API gave out"}])
+    return parts[0]

@@ -71,7 +71,7 @@ class BodyLimit:
                     await _send_problem(send, 413, too_large)
                     return
         if (scope.get("method") in _WITH_BODY and not _is_console(scope)
-                and not _json_content(scope)):
+                and not _csv_content(scope) and not _json_content(scope)):
             await _send_problem(send, 415, "send the body as JSON: Content-Type: application/json")
             return
         try:
@@ -119,6 +119,19 @@ def _is_console(scope: Scope) -> bool:
     """The console's pages post HTML forms (urlencoded), not JSON."""
     path = str(scope.get("path", ""))
     return path == "/console" or path.startswith("/console/")
+
+
+#: the paths that also take a CSV body (``Content-Type: text/csv``)
+_CSV_PATHS = frozenset({"/v1/campaigns"})
+
+
+def _csv_content(scope: Scope) -> bool:
+    if scope.get("path") not in _CSV_PATHS:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"text/csv")
+    return False
 
 
 def _json_content(scope: Scope) -> bool:

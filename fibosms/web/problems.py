@@ -74,12 +74,14 @@ class ApiError(Exception):
     def __init__(
         self, status: int, detail: str, *, headers: dict[str, str] | None = None,
         errors: Sequence[dict[str, str]] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers
         self.errors = errors
+        self.extra = extra
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -117,7 +119,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return problem(exc.status, exc.detail, headers=exc.headers, errors=exc.errors)
+        return problem(exc.status, exc.detail, headers=exc.headers, errors=exc.errors,
+                       extra=exc.extra)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

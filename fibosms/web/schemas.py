@@ -186,6 +186,8 @@ class Problem(BaseModel):
     detail: str
     errors: list[FieldError] | None = Field(None, description="on 422: each field refused")
     message_id: int | None = Field(None, description="on 409: the message holding the key")
+    report: dict[str, object] | None = Field(
+        None, description="a refused campaign: the summary of what was checked")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
@@ -197,7 +199,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         404: "not found",
         409: "the idempotency key names a message with other content",
         413: "the body is over 1 MiB",
-        415: "the body is not JSON",
+        415: "the body is not JSON (nor CSV where CSV is taken)",
         422: "the request is not valid: `errors` names each field",
         429: "past the key's request rate: see `Retry-After`",
         503: "the ledger is unavailable: see `Retry-After`",

@@ -59,6 +59,11 @@ def test_the_readme_curl_examples_run(served: tuple[str, str, Stack]) -> None:
     assert any("replayed" in d for d in documents)
     assert any("paths" in d for d in documents)  # the OpenAPI document
     assert any("healthy" in d for d in documents)
+    reports = [d for d in documents if "accepted" in d and "segments" in d]
+    assert [(d["campaign"], d["accepted"], d["rows"]) for d in reports] == [
+        ("tet-2027", 2, 2), ("tet-2027", 0, 2)]  # the JSON rows, then the CSV's dry run
+    assert {"campaign": "tet-2027", "cancelled": 2} in documents
+    assert {"added": 2, "given": 2} in documents
 
 
 def _documents(text: str) -> list[dict[str, object]]:

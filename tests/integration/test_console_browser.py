@@ -195,6 +195,65 @@ def test_an_operator_finds_a_message_replays_dead_letters_and_resumes_in_the_bro
         shot(page, "account")
 
 
+def test_an_operator_cancels_a_campaign_and_edits_the_suppression_list_in_the_browser(
+    browser: Any, stack: Stack,
+) -> None:
+    # Given a campaign of three numbers accepted through the API (no worker: all queued)
+    token = make_token(stack.db, "app", "send", "read")
+    import httpx
+
+    with serve_api(stack.settings) as base:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
+            r = api.post("/v1/campaigns", json={"name": "tet", "text": "[QC] Giam 20%",
+                                                "rows": [{"phone": p} for p in DEAD]})
+            assert r.status_code == 201, r.text
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, base, "olga")
+
+        # The campaigns page shows its progress bar; its link opens its messages
+        page.click("nav >> text=Campaigns")
+        row = page.locator("#campaigns tr[data-campaign='tet']")
+        assert "queued: 3" in row.locator("svg.progress").inner_html()
+        shot(page, "campaigns")
+        row.locator("a >> text=tet").click()
+        assert page.locator("#results tbody tr").count() == 3
+        assert page.input_value("input[name=campaign]") == "tet"
+
+        # Cancel asks first, saying how many, then cancels them all
+        page.click("nav >> text=Campaigns")
+        page.click("#campaigns tr[data-campaign='tet'] >> text=Cancel…")
+        assert "3 messages not yet sent" in page.inner_text("#confirm")
+        page.click("#confirm button[type=submit]")
+        assert "3 message(s) cancelled" in page.inner_text(".notice")
+        ids = [m.id for m in _campaign_messages(stack, "tet")]
+        assert statuses(stack.db, ids) == dict.fromkeys(ids, "cancelled")
+
+        # The suppression list: add two numbers written any way, look one up, remove it
+        page.click("nav >> text=Suppressions")
+        page.fill("#add textarea[name=phones]", "+84 912 000 001\n0912.000.002")
+        page.fill("#add input[name=reason]", "STOP")
+        page.click("#add button[type=submit]")
+        assert "2 number(s) added" in page.inner_text(".notice")
+        assert page.locator("#suppressions tbody tr").count() == 2
+        shot(page, "suppressions")
+        page.fill("#lookup input[name=lookup]", "(+84) 912-000-002")
+        page.click("#lookup button[type=submit]")
+        assert page.url.endswith("/console/suppressions")  # a POST: the number is in no URL
+        assert page.locator("#suppressions tbody tr").count() == 1
+        page.click("#suppressions form.remove button")
+        assert "1 number removed." in page.inner_text(".notice")
+        assert page.inner_text("#suppressions tbody").strip().startswith("0912000001")
+
+
+def _campaign_messages(stack: Stack, name: str) -> list[Any]:
+    from sqlalchemy import select
+
+    from worker.ledger.models import Message
+
+    with stack.db.sessions() as session:
+        return list(session.scalars(select(Message).where(Message.campaign == name)))
+
+
 def test_the_browser_is_refused_without_a_session_a_csrf_token_or_from_another_site(
     browser: Any, stack: Stack,
 ) -> None:

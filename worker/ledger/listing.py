@@ -42,6 +42,7 @@ def list_messages(
     recipient: str | None = None,
     status: str | None = None,
     kind: str | None = None,
+    campaign: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before_id: int | None = None,
@@ -59,6 +60,8 @@ def list_messages(
         query = query.where(Message.status == status)
     if kind is not None:
         query = query.where(Message.kind == kind)
+    if campaign is not None:
+        query = query.where(Message.campaign == campaign)
     if since is not None:
         query = query.where(Message.created_at >= since)
     if until is not None:

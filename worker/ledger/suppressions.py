@@ -97,5 +97,11 @@ def list_suppressions(
     ]
 
 
+def suppression(session: Session, phone: str) -> SuppressionRecord | None:
+    """The entry of one number (national form), or None when it is not listed."""
+    r = session.connection().execute(select(_SUP).where(_SUP.c.phone == phone)).first()
+    return None if r is None else SuppressionRecord(r.phone, r.reason, r.source, r.created_at)
+
+
 def count_suppressions(session: Session) -> int:
     return int(session.connection().execute(select(func.count()).select_from(_SUP)).scalar_one())

@@ -1,8 +1,9 @@
 """The operator console: server-rendered pages under ``/console/`` of the API's server.
 
 :func:`install` adds its routes, its static files, its security headers and the handler
-of its refusals to the API's app. Reads go through the ledger's named functions; the only
-actions are replaying dead letters and resuming a paused account (operators only). See
+of its refusals to the API's app. Reads go through the ledger's named functions; the
+actions (operators only) are replaying dead letters, resuming a paused account, cancelling
+a campaign and editing the suppression list. See
 ``docs/console.md``.
 """
 
@@ -13,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fibosms.web.console.guard import PREFIX, Refused, SecurityHeaders
+from fibosms.web.console.marketing import router as marketing
 from fibosms.web.console.pages import router as pages
 from fibosms.web.console.signin import router as signin
 
@@ -25,6 +27,7 @@ def install(app: FastAPI) -> None:
     app.mount(PREFIX + "/static",
               StaticFiles(packages=[("fibosms.web.console", "static")]), name="console-static")
     app.include_router(signin)
+    app.include_router(marketing)  # before the pages' catch-all
     app.include_router(pages)
 
     async def refused(request: Request, exc: Exception) -> Response:

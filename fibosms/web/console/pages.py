@@ -1,4 +1,5 @@
-"""The console's pages and actions: overview, messages, dead letters, account.
+"""The console's pages and actions: overview, messages, dead letters, account (campaigns and
+the suppression list are in :mod:`fibosms.web.console.marketing`).
 
 Every handler first asks :func:`~fibosms.web.console.guard.signed_in` (GET) or
 :func:`~fibosms.web.console.guard.acting` (POST: CSRF token, and the operator role for an
@@ -37,6 +38,8 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 log = logging.getLogger("fibosms.console")
 
 CLASSES = ("transient", "permanent", "account", "ambiguous")
+#: characters of a campaign's name
+CAMPAIGN_LENGTH = 64
 #: the largest id or code the forms take
 _MAX_INT = 2**62
 
@@ -99,7 +102,7 @@ def _search(form: Form | None) -> Any:
     """The filters of a search form: a redirect (an id was given), or (fields, search, error)."""
     form = form or Form()
     fields = {name: form.one(name) for name in
-              ("id", "phone", "status", "kind", "since", "until")}
+              ("id", "phone", "status", "kind", "campaign", "since", "until")}
     error = None
     if fields["id"]:
         wanted = _int(fields["id"], low=1)
@@ -114,7 +117,8 @@ def _search(form: Form | None) -> Any:
             error = "That is not a Vietnamese mobile number."
     status = fields["status"] if fields["status"] in {s.value for s in Status} else None
     kind = fields["kind"] if fields["kind"] in {k.value for k in Kind} else None
-    search = reads.Search(recipient=recipient, status=status, kind=kind,
+    campaign = fields["campaign"].strip()[:CAMPAIGN_LENGTH] or None
+    search = reads.Search(recipient=recipient, status=status, kind=kind, campaign=campaign,
                           since=_when(fields["since"]), until=_when(fields["until"]),
                           before_id=_int(form.one("before"), low=1))
     return fields, search, error
@@ -123,7 +127,9 @@ def _search(form: Form | None) -> Any:
 @router.get("/messages")
 async def messages(request: Request) -> Response:
     who = await signed_in(request)
-    return await _messages(request, who, None)
+    # a campaign's name may sit in a URL (the campaigns page links here); a number never
+    wanted = request.query_params.get("campaign")
+    return await _messages(request, who, Form(campaign=[wanted]) if wanted else None)
 
 
 @router.post("/messages")
@@ -227,21 +233,6 @@ async def resume(request: Request) -> Response:
     log.info("console resume by %s: was paused %s", who.operator.name, was_paused)
     return render(request, "resumed.html", who=who, was_paused=was_paused,
                   published=published)
-
-
-# -- not built yet --------------------------------------------------------------------------
-
-
-@router.get("/campaigns")
-async def campaigns(request: Request) -> Response:
-    who = await signed_in(request)
-    return render(request, "later.html", who=who, title="Campaigns")
-
-
-@router.get("/suppressions")
-async def suppressions(request: Request) -> Response:
-    who = await signed_in(request)
-    return render(request, "later.html", who=who, title="Suppressions")
 
 
 @router.get("/{rest:path}")

@@ -123,6 +123,7 @@ class Search:
     recipient: str | None = None
     status: str | None = None
     kind: str | None = None
+    campaign: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     before_id: int | None = None
@@ -132,8 +133,9 @@ def messages(res: Resources, search: Search) -> tuple[list[MessageRecord], int |
     """A page of messages, newest first, and the id to continue before (None: the end)."""
     with res.db.sessions() as session:
         rows = list_messages(session, recipient=search.recipient, status=search.status,
-                             kind=search.kind, since=search.since, until=search.until,
-                             before_id=search.before_id, limit=PAGE + 1)
+                             kind=search.kind, campaign=search.campaign,
+                             since=search.since, until=search.until, before_id=search.before_id,
+                             limit=PAGE + 1)
     more = len(rows) > PAGE
     page = rows[:PAGE]
     return page, (page[-1].id if more else None)

@@ -112,6 +112,7 @@ def get_messages(
                                        description="in any written form")] = None,
     status: StatusName | None = None,
     kind: KindName | None = None,
+    campaign: Annotated[str | None, Query(max_length=64, description="a campaign's name")] = None,
     since: Annotated[When | None, Query(description="created at or after")] = None,
     until: Annotated[When | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -121,7 +122,8 @@ def get_messages(
     before = read_message_cursor(cursor) if cursor is not None else None
     with res.db.sessions() as session:
         rows = list_messages(
-            session, recipient=recipient, status=status, kind=kind, since=since, until=until,
+            session, recipient=recipient, status=status, kind=kind, campaign=campaign,
+            since=since, until=until,
             before_id=before, limit=limit + 1,
         )
     page = rows[:limit]
