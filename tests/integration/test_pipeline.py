@@ -60,13 +60,14 @@ def stack(make_stack: Callable[..., Stack], request: pytest.FixtureRequest) -> S
 def lose_the_queues(stack: Stack) -> None:
     """What a broker that forgets does: a Redis flush; on RabbitMQ, a purge by hand."""
     from tests.fixtures.brokers import purge_queues
+    from tests.fixtures.services import empty_redis
     from worker.redisconn import broker_client
 
     client = broker_client(stack.settings)
     if client is None:
         purge_queues(stack.settings.broker_url)
         return
-    client.flushdb()
+    empty_redis(client)
     client.close()
 
 
@@ -229,7 +230,9 @@ def test_a_broker_flush_is_noticed_and_the_next_sweep_publishes_at_once(
     sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)
     ids = [stack.producer.enqueue_sms(f"09124{i:05d}", f"m{i}") for i in range(30)]
     # When the broker loses everything (a flush; a restart of a Redis that keeps nothing)
-    client.flushdb()
+    from tests.fixtures.services import empty_redis
+
+    empty_redis(client)
     stack.start_worker()
     # Then the very next pass notices, without waiting for the republish window
     report = sweep(settings=stack.settings, db=stack.db, publisher=stack.publisher, marker=marker)
