@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from worker.ledger.attempts import AttemptRecord, attempts_of
 from worker.ledger.views import (
     FailureRecord,
     MessageRecord,
@@ -21,12 +22,35 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def message_status(session: Session, message_id: int) -> dict[str, Any] | None:
-    """``fibosms status``: one message's state, its number masked and its text left out."""
+def message_status(
+    session: Session, message_id: int, *, with_attempts: bool = False
+) -> dict[str, Any] | None:
+    """``fibosms status``: one message's state, its number masked and its text left out;
+    ``with_attempts`` adds ``attempts_history``, every recorded outcome of a call, oldest
+    first."""
     m = message_record(session, message_id)
     if m is None:
         return None
-    return message_dict(m)
+    out = message_dict(m)
+    if with_attempts:
+        out["attempts_history"] = [attempt_dict(a) for a in attempts_of(session, message_id)]
+    return out
+
+
+def attempt_dict(a: AttemptRecord) -> dict[str, Any]:
+    """One row of the attempt history as the command line prints it."""
+    return {
+        "attempt": a.attempt,
+        "claim": a.claim,
+        "claimed_at": _iso(a.claimed_at),
+        "recorded_at": _iso(a.recorded_at),
+        "status": a.status,
+        "code": a.code,
+        "ambiguous": a.ambiguous,
+        "guessed": a.guessed,
+        "late": a.late,
+        "error": a.error,
+    }
 
 
 def message_dict(m: MessageRecord) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def status(message_id: int, as_json: bool) -> None:
     from worker.inspect import message_status
 
     with database().sessions() as session:
-        found = message_status(session, message_id)
+        found = message_status(session, message_id, with_attempts=True)
     if found is None:
         raise CliError(f"no message with id {message_id}", EXIT_NOT_FOUND)
     emit(found, as_json, format_status)

@@ -112,7 +112,7 @@ def failures_show(message_id: int, as_json: bool) -> None:
     from worker.inspect import failure_history, message_status
 
     with database().sessions() as session:
-        found = message_status(session, message_id)
+        found = message_status(session, message_id, with_attempts=True)
         history = failure_history(session, message_id)
     if found is None:
         raise CliError(f"no message with id {message_id}", EXIT_NOT_FOUND)

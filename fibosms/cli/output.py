@@ -208,8 +208,23 @@ def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
 
 
 def format_status(d: dict[str, Any]) -> str:
-    """A message's fields, one ``name: value`` a line (the empty ones left out)."""
-    return "\n".join(f"{k}: {v}" for k, v in d.items() if v is not None)
+    """A message's fields, one ``name: value`` a line (the empty ones left out), then its
+    attempt history, one attempt a line."""
+    lines = [f"{k}: {v}" for k, v in d.items() if v is not None and k != "attempts_history"]
+    history = d.get("attempts_history") or []
+    if history:
+        lines.append("attempts history:")
+        lines.extend(_format_attempt(a) for a in history)
+    return "\n".join(lines)
+
+
+def _format_attempt(a: dict[str, Any]) -> str:
+    marks = [name for name in ("ambiguous", "guessed", "late") if a.get(name)]
+    code = "" if a.get("code") is None else f" code {a['code']}"
+    return (
+        f"  #{a['attempt']} claim {a['claim']} {a['claimed_at']} -> {a['recorded_at']}: "
+        f"{a['status']}{code}{' (' + ', '.join(marks) + ')' if marks else ''}"
+    )
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")

@@ -18,6 +18,7 @@ from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
 from worker.clock import now
 from worker.gateway import FiboClient
+from worker.ledger.attempts import attempts_of
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message
 from worker.replay import replay
@@ -53,6 +54,15 @@ def open_failures(db: Database, mid: int) -> list[Failure]:
                 select(Failure).where(Failure.message_id == mid, Failure.replayed_at.is_(None))
             )
         )
+
+
+def history(db: Database, mid: int) -> list[tuple[int, str, bool, bool, bool]]:
+    """The attempt rows: (claim, status, ambiguous, guessed, late), in recording order."""
+    with db.sessions() as session:
+        return [
+            (a.claim, a.status, a.ambiguous, a.guessed, a.late)
+            for a in attempts_of(session, mid)
+        ]
 
 
 def in_background(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -103,6 +113,12 @@ def test_a_worker_inside_an_old_claim_cannot_record_onto_the_claim_after_a_repla
     accepted = sandbox.accepted()
     assert (m.status, m.attempts, m.claims, m.ambiguous_attempts) == ("sent", 2, 2, 1)
     assert len(accepted) == 2 == 1 + m.ambiguous_attempts
+    # the history has a row for each claim that made a call: the sweep's guess for the
+    # first (the refused late outcome wrote nothing), the answer for the second
+    assert history(database, mid) == [
+        (1, "dead", True, True, False),
+        (2, "sent", False, False, False),
+    ]
 
 
 def test_a_late_definite_answer_replaces_the_sweeps_guess(
@@ -133,6 +149,14 @@ def test_a_late_definite_answer_replaces_the_sweeps_guess(
     assert (m.status, m.attempts, m.ambiguous_attempts, m.guessed_claim) == ("sent", 1, 0, None)
     assert open_failures(database, mid) == []
     assert len(sandbox.accepted()) == 1
+    # and the history keeps both: the guess, then the late answer, for the same claim
+    assert history(database, mid) == [
+        (1, "dead", True, True, False),
+        (1, "sent", False, False, True),
+    ]
+    with database.sessions() as session:
+        guess, answer = attempts_of(session, mid)
+    assert guess.claimed_at == answer.claimed_at
 
 
 def test_a_bulk_batch_records_each_outcome_as_its_call_ends(
@@ -167,3 +191,5 @@ def test_a_bulk_batch_records_each_outcome_as_its_call_ends(
         assert row(database, slow_id).status == "sending"
         batch.join(timeout=15)
     assert out["result"] == dict.fromkeys([*fast, slow_id], Result.SENT)
+    for mid in [*fast, slow_id]:
+        assert history(database, mid) == [(1, "sent", False, False, False)]

@@ -146,6 +146,10 @@ def test_send_status_failures_and_replay_from_the_command_line(
 
     status = wait_for(dead, timeout=30)
     assert (status["attempts"], status["last_code"], status["recipient"]) == (1, 7, "0987***321")
+    [call] = status["attempts_history"]
+    assert (call["attempt"], call["claim"], call["status"], call["code"]) == (1, 1, "dead", 7)
+    assert (call["ambiguous"], call["guessed"], call["late"]) == (False, False, False)
+    assert call["claimed_at"] <= call["recorded_at"]
 
     listed = json.loads(fibosms("failures", "list", "--json", "--code", "7", env=env).stdout)
     assert [(f["message_id"], f["code"], f["class"]) for f in listed] == [(mid, 7, "permanent")]
@@ -157,6 +161,10 @@ def test_send_status_failures_and_replay_from_the_command_line(
     shown = json.loads(fibosms("failures", "show", str(mid), "--json", env=env).stdout)
     assert shown["message"]["status"] == "sent"
     assert len(shown["failures"]) == 1 and shown["failures"][0]["replayed_at"] is not None
+    assert [(a["claim"], a["status"], a["code"]) for a in shown["message"]["attempts_history"]
+            ] == [(1, "dead", 7), (2, "sent", 200)]
+    plain = fibosms("status", str(mid), env=env).stdout
+    assert "attempts history:" in plain and "claim 2" in plain and "0987654321" not in plain
     assert json.loads(fibosms("failures", "list", "--json", env=env).stdout) == []
 
 

@@ -145,6 +145,40 @@ def test_viewers_read_every_page_but_cannot_act_nor_see_full_numbers(
         assert "0912***678" in listing and PHONE not in listing
 
 
+def test_a_messages_page_shows_each_attempt_with_its_marks(
+    client: httpx.Client, stack: Stack,
+) -> None:
+    from worker.clock import now
+    from worker.ledger.claims import claim, finish_attempt, finish_late
+    from worker.states import Status, Transition
+
+    # Given a message whose call stalled, was guessed by the sweep, then answered late
+    mid = stack.producer.enqueue_sms(PHONE, "Ma OTP 123456", kind="transactional")
+    with stack.db.transaction() as session:
+        claimed = claim(session, mid, now())
+        assert claimed is not None
+        guess = Transition(Status.DEAD, None, "outcome unknown", ambiguous=True, guessed=True,
+                           failure_class="ambiguous", meaning="outcome unknown")
+        assert finish_attempt(session, claimed.holder, guess, now())
+    with stack.db.transaction() as session:
+        assert finish_late(session, claimed.holder, Transition(Status.SENT, 200), now())
+    # When an operator opens its page
+    sign_in(client, "vera")
+    page = client.get(f"/console/messages/{mid}").text
+    # Then the attempt table has the guess and the late answer, both of claim 1
+    table = page.split('id="attempts-history"', 1)[1].split("</table>", 1)[0]
+    rows = [
+        [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(
+            r"<td[^>]*>(.*?)</td>", row)]
+        for row in table.split("<tr>")[2:]
+    ]
+    # attempt, claim, outcome, code, marks, error (the times left out)
+    assert [[r[i] for i in (0, 1, 4, 5, 6, 7)] for r in rows] == [
+        ["1", "1", "dead", "", "ambiguous guessed", "outcome unknown"],
+        ["1", "1", "sent", "200", "late", ""],
+    ]
+
+
 def test_every_console_answer_sends_the_security_headers(client: httpx.Client) -> None:
     sign_in(client, "olga")
     answers = [client.get(p) for p in ("/console/login", "/console/", "/console/account",

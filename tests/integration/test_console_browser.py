@@ -161,6 +161,11 @@ def test_an_operator_finds_a_message_replays_dead_letters_and_resumes_in_the_bro
         page.wait_for_url(f"{base}/console/messages/{dead[0]}")
         assert page.inner_text("#phone") == "0912000001"  # in full, for an operator
         assert "permanent" in page.inner_text("#history")
+        # with its one call in the attempt table: claim 1, dead, code 5
+        tried = page.locator("#attempts-history tbody tr")
+        assert tried.count() == 1
+        assert tried.locator("td").all_inner_texts()[:2] == ["1", "1"]
+        assert tried.locator("td").all_inner_texts()[4:6] == ["dead", "5"]
         shot(page, "message")
 
         # She replays it from the dead letters, by selection: the sandbox sends it
@@ -172,6 +177,12 @@ def test_an_operator_finds_a_message_replays_dead_letters_and_resumes_in_the_bro
         assert "1 message put back" in page.inner_text("#replayed")
         wait_for(lambda: statuses(stack.db, [dead[0]]) == {dead[0]: "sent"})
         assert any(m.phone == DEAD[0] for m in sandbox.accepted())
+        # and its page now lists both calls: the dead one, then the replay's under claim 2
+        page.goto(f"{base}/console/messages/{dead[0]}")
+        tried = page.locator("#attempts-history tbody tr")
+        assert [row.locator("td").all_inner_texts()[1:6:3] for row in tried.all()] == [
+            ["1", "dead"], ["2", "sent"]
+        ]
 
         # and the other two by code, after a confirmation that says how many
         page.goto(f"{base}/console/failures?code=5")

@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
-from worker.ledger.claims import Holder, claim, expire_if_due, finish_attempt
+from worker.ledger.attempts import attempts_of
+from worker.ledger.claims import claim, expire_if_due, finish_attempt, give_back
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message, Status
 from worker.rules.marketing import DEFAULT_POLICY, parse_window
@@ -97,12 +98,58 @@ def test_an_outcome_is_recorded_only_by_the_claim_holder(database: Database) -> 
         claimed = claim(s, mid, now())
     assert claimed is not None
     with database.transaction() as s:
-        other = Holder(mid, claimed.claim + 1, claimed.attempt)
+        other = dataclasses.replace(claimed.holder, claim=claimed.claim + 1)
         assert not finish_attempt(s, other, Transition(Status.SENT, 200), now())
     with database.transaction() as s:
+        # the refused outcome left no attempt row behind
+        assert attempts_of(s, mid) == []
         assert finish_attempt(s, claimed.holder, Transition(Status.SENT, 200), now())
     m = row(database, mid)
     assert (m.status, m.last_code) == ("sent", 200) and m.sent_at is not None
+    with database.sessions() as s:
+        assert [(a.claim, a.status, a.code) for a in attempts_of(s, mid)] == [(1, "sent", 200)]
+
+
+def test_every_recorded_outcome_writes_one_attempt_row_with_its_claim(
+    database: Database,
+) -> None:
+    mid = new_message(database)
+    first_at = now()
+    retried_at = first_at + timedelta(seconds=5)
+    with database.transaction() as s:
+        first = claim(s, mid, first_at)
+        assert first is not None and first.claimed_at == first_at
+        timed_out = Transition(
+            Status.RETRYING, None, "read timeout after the request was sent",
+            next_attempt_at=retried_at, ambiguous=True,
+        )
+        assert finish_attempt(s, first.holder, timed_out, retried_at)
+    second_at = retried_at + timedelta(seconds=1)
+    with database.transaction() as s:
+        second = claim(s, mid, second_at)
+        assert second is not None
+        assert finish_attempt(s, second.holder, Transition(Status.SENT, 200), second_at)
+    with database.sessions() as s:
+        history = attempts_of(s, mid)
+    assert [
+        (a.attempt, a.claim, a.claimed_at, a.recorded_at, a.status, a.code, a.ambiguous,
+         a.guessed, a.late, a.error)
+        for a in history
+    ] == [
+        (1, 1, first_at, retried_at, "retrying", None, True, False, False,
+         "read timeout after the request was sent"),
+        (2, 2, second_at, second_at, "sent", 200, False, False, False, None),
+    ]
+
+
+def test_a_claim_given_back_without_a_call_writes_no_attempt_row(database: Database) -> None:
+    mid = new_message(database)
+    with database.transaction() as s:
+        claimed = claim(s, mid, now())
+        assert claimed is not None
+        assert give_back(s, claimed.holder, now())
+    with database.sessions() as s:
+        assert attempts_of(s, mid) == []
 
 
 def test_dead_writes_its_failure_row_in_the_same_transaction(database: Database) -> None:
@@ -144,6 +191,14 @@ def test_sweep_recovers_a_row_stuck_in_sending_as_an_ambiguous_attempt(database:
     with database.sessions() as s:
         f = s.scalars(select(Failure).where(Failure.message_id == bulk)).one()
     assert (f.cls, f.meaning) == ("ambiguous", "outcome unknown")
+    # and each guess is the claim's attempt row, dated from the claim
+    with database.sessions() as s:
+        for mid, status in ((otp, "retrying"), (bulk, "dead")):
+            [guess] = attempts_of(s, mid)
+            assert (guess.claim, guess.status, guess.ambiguous, guess.guessed, guess.late) == (
+                1, status, True, True, False
+            )
+            assert guess.recorded_at - guess.claimed_at >= timedelta(seconds=60)
 
 
 def test_a_row_still_in_its_sending_window_is_left_alone(database: Database) -> None:

@@ -6,7 +6,8 @@ timeout. Meanwhile the test runs the sweep with its clock moved forward, so that
 over attempts that are merely slow (exactly what a worker cut off from the network looks
 like), and an operator replays every dead letter. The gateway accepts every call it sees,
 so for every message the calls it accepted must be accounted for by the ledger: the one
-that ended ``sent`` plus each recorded ambiguous attempt, no more.
+that ended ``sent`` plus each recorded ambiguous attempt, no more; and the attempt history
+holds a row for exactly as many distinct claims as the gateway accepted calls.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from tests.fixtures.services import clean_ledger
 from tests.fixtures.stack import Stack, wait_for
 from worker.clock import now
-from worker.ledger.models import Failure, Message
+from worker.ledger.models import Attempt, Failure, Message
 from worker.replay import replay
 from worker.sweep import sweep
 
@@ -117,10 +118,20 @@ def test_every_call_the_gateway_accepted_is_accounted_for_in_the_ledger(
         open_failures = set(session.scalars(
             select(Failure.message_id).where(Failure.replayed_at.is_(None))
         ))
+        claims_recorded = dict(session.execute(
+            select(Message.recipient, func.count(distinct(Attempt.claim)))
+            .join(Attempt, Attempt.message_id == Message.id)
+            .group_by(Message.recipient)
+        ).all())
     wrong = {
         phone: (accepted[phone], m.status, m.ambiguous_attempts)
         for phone, m in rows.items()
         if accepted[phone] != (1 if m.status == "sent" else 0) + m.ambiguous_attempts
+    }
+    unrecorded = {
+        phone: (accepted[phone], claims_recorded.get(phone, 0))
+        for phone in rows
+        if accepted[phone] != claims_recorded.get(phone, 0)
     }
     statuses = Counter(m.status for m in rows.values())
     figures.update(
@@ -128,10 +139,13 @@ def test_every_call_the_gateway_accepted_is_accounted_for_in_the_ledger(
         statuses=dict(statuses),
         calls_accepted=sum(accepted.values()),
         ambiguous_recorded=sum(m.ambiguous_attempts for m in rows.values()),
+        claims_with_attempt_rows=sum(claims_recorded.values()),
         **counts,
     )
     assert len(rows) == MESSAGES
     assert wrong == {}, f"seed {seed}: accepted ≠ sent + ambiguous for {wrong}"
+    # and every accepted call is one claim in the attempt history, none missing, none extra
+    assert unrecorded == {}, f"seed {seed}: accepted ≠ claims with a row for {unrecorded}"
     # every message ends sent, or dead with an open dead letter saying why
     assert set(statuses) <= {"sent", "dead"}
     assert {m.id for m in rows.values() if m.status == "dead"} <= open_failures

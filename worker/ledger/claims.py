@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 
 from worker.kinds import Kind
 from worker.ledger.marketing import LISTED, screen
-from worker.ledger.models import SENDABLE, AccountState, Failure, Message, Status, UTCDateTime
+from worker.ledger.models import (
+    SENDABLE,
+    AccountState,
+    Attempt,
+    Failure,
+    Message,
+    Status,
+    UTCDateTime,
+)
 from worker.rules.marketing import DEFAULT_POLICY, MarketingPolicy
 from worker.states import Transition
 
@@ -32,11 +40,13 @@ LATE_ANSWER = "late answer"
 
 @dataclass(frozen=True)
 class Holder:
-    """Who records an outcome: the row, the claim token held, the attempt's number."""
+    """Who records an outcome: the row, the claim token held, the attempt's number, and
+    when the claim was taken (for the attempt's history row)."""
 
     message_id: int
     claim: int
     attempt: int
+    claimed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -58,10 +68,12 @@ class ClaimedMessage:
     #: this attempt's number within the retry budget (counted from the last replay)
     budget_attempt: int
     prior_ambiguous: int
+    #: when the row moved to ``sending`` under this claim
+    claimed_at: datetime
 
     @property
     def holder(self) -> Holder:
-        return Holder(self.id, self.claim, self.attempt)
+        return Holder(self.id, self.claim, self.attempt, self.claimed_at)
 
 
 # The hot path's statements, built once on the table (SQLAlchemy Core: no ORM bookkeeping,
@@ -69,6 +81,7 @@ class ClaimedMessage:
 _M: Table = Message.__table__  # type: ignore[assignment]
 _ACCOUNT: Table = AccountState.__table__  # type: ignore[assignment]
 _FAILURES: Table = Failure.__table__  # type: ignore[assignment]
+_ATTEMPTS: Table = Attempt.__table__  # type: ignore[assignment]
 _NOW = bindparam("now", type_=UTCDateTime())
 
 _CLAIMABLE = (
@@ -106,6 +119,7 @@ def _claim_statement(*where: Any) -> Any:
             _M.c.attempts,
             _M.c.attempts_at_replay,
             _M.c.ambiguous_attempts,
+            _M.c.claimed_at,
         )
     )
 
@@ -164,6 +178,20 @@ _CLOSE_GUESSED_FAILURES = (
     update(_FAILURES)
     .where(_FAILURES.c.message_id == bindparam("mid"), _FAILURES.c.replayed_at.is_(None))
     .values(replayed_at=_NOW, replayed_by=LATE_ANSWER)
+)
+#: the outcome's row in the attempt history
+_RECORD_ATTEMPT = insert(_ATTEMPTS).values(
+    message_id=bindparam("mid"),
+    claim=bindparam("claim"),
+    attempt=bindparam("attempt"),
+    claimed_at=bindparam("claimed_at", type_=UTCDateTime()),
+    recorded_at=_NOW,
+    status=bindparam("new_status"),
+    code=bindparam("code"),
+    ambiguous=bindparam("was_ambiguous"),
+    guessed=bindparam("was_guessed"),
+    late=bindparam("late"),
+    error=bindparam("error"),
 )
 
 
@@ -239,6 +267,7 @@ def claim_many(
             attempt=row.attempts,
             budget_attempt=row.attempts - row.attempts_at_replay,
             prior_ambiguous=row.ambiguous_attempts,
+            claimed_at=row.claimed_at,
         )
         for row in rows
     ]
@@ -257,7 +286,8 @@ def defer(session: Session, ids: list[int], until: datetime, now: datetime) -> N
 def finish_attempt(session: Session, holder: Holder, t: Transition, now: datetime) -> bool:
     """Record an attempt's outcome; False when the claim was lost (the sweep took it over).
 
-    A dead letter's ``sms_failures`` row is written in the same transaction.
+    The attempt's ``sms_attempts`` row, and a dead letter's ``sms_failures`` row, are
+    written in the same transaction.
     """
     return _finish(session, holder, t, now, late=False)
 
@@ -295,6 +325,22 @@ def _finish(session: Session, holder: Holder, t: Transition, now: datetime, *, l
     conn = session.connection()
     if not conn.execute(statement, params).rowcount:
         return False
+    conn.execute(
+        _RECORD_ATTEMPT,
+        {
+            "mid": holder.message_id,
+            "claim": holder.claim,
+            "attempt": holder.attempt,
+            "claimed_at": holder.claimed_at,
+            "now": now,
+            "new_status": t.status.value,
+            "code": t.code,
+            "was_ambiguous": t.ambiguous,
+            "was_guessed": t.guessed,
+            "late": late,
+            "error": t.error,
+        },
+    )
     if late:
         conn.execute(_CLOSE_GUESSED_FAILURES, {"mid": holder.message_id, "now": now})
     if t.status is Status.DEAD:

@@ -25,8 +25,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from worker.states import IN_FLIGHT, SENDABLE, HoldReason, Status
 
 __all__ = [
-    "IN_FLIGHT", "SENDABLE", "AccountState", "Alert", "BalancePoll", "Base", "Campaign",
-    "CapCounter", "Failure", "HoldReason", "Message", "Reconciliation", "Status",
+    "IN_FLIGHT", "SENDABLE", "AccountState", "Alert", "Attempt", "BalancePoll", "Base",
+    "Campaign", "CapCounter", "Failure", "HoldReason", "Message", "Reconciliation", "Status",
     "Suppression", "TotalsPoll", "UTCDateTime",
 ]
 
@@ -170,6 +170,39 @@ class Failure(Base):
     failed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replayed_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Attempt(Base):
+    """One recorded outcome of a call that went (or may have gone) out: the attempt history.
+
+    Written in the transaction that moves the row (``worker.ledger.claims``); a claim given
+    back without a call writes none. The sweep's guess for a stalled call and the late
+    definite answer that replaced it are two rows of the same claim.
+    """
+
+    __tablename__ = "sms_attempts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("sms_messages.id", ondelete="CASCADE"), index=True
+    )
+    #: the claim token the call was made under (``sms_messages.claims`` at the claim)
+    claim: Mapped[int] = mapped_column(Integer)
+    #: the attempt's number over the row's whole life (1-based)
+    attempt: Mapped[int] = mapped_column(Integer)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the status this outcome moved the row to
+    status: Mapped[str] = mapped_column(String(16))
+    code: Mapped[int | None] = mapped_column(Integer)
+    #: the outcome is unknown (timeout, or cut after the request left)
+    ambiguous: Mapped[bool] = mapped_column(Boolean)
+    #: the sweep's guess for a stalled call, not the gateway's answer
+    guessed: Mapped[bool] = mapped_column(Boolean)
+    #: a definite answer that came after the sweep's guess and replaced it
+    late: Mapped[bool] = mapped_column(Boolean)
+    #: the same redacted text as ``sms_messages.last_error``
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class BalancePoll(Base):

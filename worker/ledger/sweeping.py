@@ -34,6 +34,7 @@ def stalled_attempts(
             Message.attempts,
             Message.attempts_at_replay,
             Message.ambiguous_attempts,
+            Message.claimed_at,
         )
         .where(Message.status == Status.SENDING.value, Message.claimed_at < claimed_before)
         .order_by(Message.claimed_at)
@@ -41,7 +42,7 @@ def stalled_attempts(
     ).all()
     return [
         StalledAttempt(
-            holder=Holder(row.id, row.claims, row.attempts),
+            holder=Holder(row.id, row.claims, row.attempts, row.claimed_at),
             kind=row.kind,
             budget_attempt=row.attempts - row.attempts_at_replay,
             prior_ambiguous=row.ambiguous_attempts,

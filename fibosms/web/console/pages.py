@@ -160,9 +160,9 @@ async def message(request: Request, message_id: str) -> Response:
     if found is None:
         return render(request, "error.html", status=404, who=who, title="No such message",
                       detail="The ledger has no message with that id.")
-    record, history = found
+    record, history, attempts = found
     return render(request, "message.html", who=who, m=record, history=history,
-                  full_number=who.operator.may_act)
+                  attempts=attempts, full_number=who.operator.may_act)
 
 
 # -- dead letters ---------------------------------------------------------------------------

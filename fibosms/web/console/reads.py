@@ -18,6 +18,7 @@ from worker.clock import now as utcnow
 from worker.kinds import QUEUE_OF, Kind
 from worker.ledger.account import balances_since, current_pause
 from worker.ledger.alerts import list_open_alerts
+from worker.ledger.attempts import AttemptRecord, attempts_of
 from worker.ledger.console import (
     count_open_failures,
     hourly_outcomes,
@@ -141,12 +142,14 @@ def messages(res: Resources, search: Search) -> tuple[list[MessageRecord], int |
     return page, (page[-1].id if more else None)
 
 
-def message(res: Resources, message_id: int) -> tuple[MessageRecord, list[FailureRecord]] | None:
+def message(
+    res: Resources, message_id: int
+) -> tuple[MessageRecord, list[FailureRecord], list[AttemptRecord]] | None:
     with res.db.sessions() as session:
         record = message_record(session, message_id)
         if record is None:
             return None
-        return record, failures_of(session, message_id)
+        return record, failures_of(session, message_id), attempts_of(session, message_id)
 
 
 def failures(
