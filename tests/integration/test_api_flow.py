@@ -269,7 +269,7 @@ def test_with_redis_gone_the_limit_fails_open_and_messages_are_still_accepted(
     make_stack: Callable[..., Stack], pg_url: str, redis_url: str
 ) -> None:
     # Given a rate-limited API whose broker (and so limit store) is a Redis nobody runs
-    from tests.fixtures.api import free_port
+    from tests.fixtures.services import free_port
 
     gone = f"redis://127.0.0.1:{free_port()}/0"
     api_stack = make_stack(pg_url, gone, FIBOSMS_API_RATE_LIMIT="1000")

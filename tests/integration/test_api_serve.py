@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.fixtures.api import free_port, make_token
-from tests.fixtures.services import clean_ledger
+from tests.fixtures.api import make_token
+from tests.fixtures.services import clean_ledger, free_port
 from tests.fixtures.stack import Stack, wait_for
 
 PHONE = "0912345678"

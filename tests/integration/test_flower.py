@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.fixtures.sandbox import SANDBOX_PASSWORD
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import ROOT, Stack, statuses, wait_for
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "Fl0wer-Pa55-QXZ"
@@ -28,13 +29,6 @@ SECOND_USER, SECOND_PASSWORD = "viewer", "Se3ond-Pa55-KWY"
 #: distinctive numbers (national form) and text, searched for in Flower's output
 PHONES = ["0912770011", "0389770022", "0703770033"]
 TEXT = "Flower-canary-text 8c1e Ma OTP 424242"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def phone_forms(national: str) -> list[str]:

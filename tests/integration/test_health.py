@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.sandbox import SANDBOX_PASSWORD
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import ROOT
-from tests.integration.test_flower import free_port
 
 WRONG_PASSWORD = "Wr0ng-Gateway-Pass-ZZQ"
 REDIS_PASSWORD = "Redis-Secret-5599"

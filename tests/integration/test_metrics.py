@@ -17,8 +17,8 @@ import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import ROOT, Stack, statuses, wait_for
-from tests.integration.test_flower import free_port
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message
 from worker.metrics import build_registry

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from tests.fixtures.sandbox import SANDBOX_CLIENT_NO, SANDBOX_PASSWORD
+from tests.fixtures.services import free_port, require
 from tests.fixtures.stack import Stack
 from tests.system.infra import (
     PrivatePostgres,
     PrivateRedis,
-    free_port,
     pg_bindir,
-    require,
     start_beat,
     stop_process,
 )

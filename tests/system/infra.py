@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from sqlalchemy import create_engine, func, select, text
 
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import ROOT, Stack, wait_for
 from worker.errors import ValidationError
 from worker.ledger.db import Database
@@ -34,23 +33,6 @@ from worker.ledger.models import Message
 
 #: 127.0.0.1 only: no traffic leaves the machine
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now (bound and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def require(ok: bool, message: str) -> None:
-    """Skip when a tool is missing — or fail under CI, which must have it (README: Testing)."""
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; CI must provide it")
-    pytest.skip(message)
 
 
 def stop_process(

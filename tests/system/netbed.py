@@ -36,8 +36,9 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine, text
 
+from tests.fixtures.services import require
 from tests.fixtures.stack import ROOT, Stack, wait_for
-from tests.system.infra import pg_bindir, require
+from tests.system.infra import pg_bindir
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

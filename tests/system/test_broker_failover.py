@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.fixtures.brokers import PrivateRabbit, SentinelGroup, require, sentinel_group
-from tests.fixtures.services import clean_ledger
+from tests.fixtures.brokers import PrivateRabbit, SentinelGroup, sentinel_group
+from tests.fixtures.services import clean_ledger, require
 from tests.fixtures.stack import Stack, wait_for
 from tests.system.infra import Producers
 from worker.breaker import RedisBreaker

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.fixtures.brokers import PrivateRabbit, require
+from tests.fixtures.brokers import PrivateRabbit
 from tests.fixtures.sandbox import SANDBOX_CLIENT_NO, SANDBOX_PASSWORD
+from tests.fixtures.services import free_port, require
 from tests.fixtures.stack import Stack, wait_for
-from tests.system.infra import free_port
 from tests.system.netbed import NetBed, ServiceHost, netbed, start_worker_in
 from worker.brokerstate import marker_for
 from worker.ledger.migrate import upgrade

@@ -24,8 +24,9 @@ from urllib.parse import quote_plus
 
 import pytest
 
+from tests.fixtures.services import free_port
 from tests.fixtures.stack import ROOT, Stack
-from tests.system.infra import PrivateRedis, count_by_status, free_port
+from tests.system.infra import PrivateRedis, count_by_status
 from tests.system.leaks import database_haystacks, find_leaks, redis_haystacks
 from worker.ledger.migrate import upgrade
 from worker.sandbox import SandboxServer

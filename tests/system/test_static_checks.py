@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.services import require
 from tests.fixtures.stack import ROOT
-from tests.system.infra import require
 
 pytestmark = pytest.mark.system
 
