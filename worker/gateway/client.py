@@ -84,6 +84,7 @@ from worker.gateway.transport import (
     build_session,
     classify_transport,
     cut_verdict,
+    prepare,
     read_capped,
     settle,
 )
@@ -135,7 +136,7 @@ class FiboClient:
         self._base = settings.api_url.rstrip("/")
         # urllib3 logs every request line, query string and password included, at DEBUG
         quiet_urllib3()
-        self._session = build_session()
+        self._session = build_session(self._base)
         # initial·2^(n-1) s, capped, plus 0…jitter s; spelled out because the arguments of
         # tenacity's own wait_exponential_jitter differ between tenacity 8 and 9
         wait = wait_exponential(
@@ -342,14 +343,9 @@ class FiboClient:
         with watch(deadline) as exchange:
             try:
                 # no redirects: one would carry the query string (the password) elsewhere
-                with self._session.request(
-                    method,
-                    self._base + path,
-                    timeout=timeout,
-                    verify=True,
-                    allow_redirects=False,
-                    stream=True,
-                    **kwargs,
+                request = prepare(self._session, method, self._base + path, **kwargs)
+                with self._session.send(
+                    request, timeout=timeout, allow_redirects=False, stream=True
                 ) as response:
                     body = read_capped(response)
                     status = response.status_code

@@ -8,11 +8,13 @@ URL, so never the password.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlencode
 
 import requests
 import urllib3.exceptions as u3
@@ -137,8 +139,44 @@ def read_capped(response: requests.Response) -> bytes | None:
     return b"".join(chunks)
 
 
-def build_session() -> requests.Session:
+def prepare(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> requests.PreparedRequest:
+    """The request ``session.request`` would send, built without its per-call merging.
+
+    The session holds nothing a call must merge: no cookies, no auth, and the environment
+    was read once by :func:`build_session`. Only its headers apply.
+    """
+    request = requests.PreparedRequest()
+    if params:
+        url = f"{url}?{urlencode(params)}"
+    request.prepare(
+        method=method,
+        url=url,
+        headers={**session.headers, **(headers or {})},
+        data=data,
+        hooks=session.hooks,
+    )
+    return request
+
+
+def build_session(base_url: str) -> requests.Session:
+    """A pooled session for the gateway at ``base_url``.
+
+    The environment is read here, once: the proxy for ``base_url`` (``HTTPS_PROXY``,
+    ``NO_PROXY`` …) and a CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``). requests
+    would otherwise scan every environment variable, and look for a ``.netrc``, on every
+    call: about a third of a send's CPU before this change.
+    """
     session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
     # pooled keep-alive connections; no retries in urllib3 (retrying is decided here, and
     # read=False keeps a read error from being turned into MaxRetryError)
     # its connections report to the call's deadline watch (worker.gateway.deadline)
@@ -147,7 +185,10 @@ def build_session() -> requests.Session:
     )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    session.verify = True  # never turned off: the password is in every request
+    # never turned off: the password is in every request
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
     session.headers["User-Agent"] = USER_AGENT
     return session
 
