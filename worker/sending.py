@@ -33,6 +33,7 @@ from worker.ledger.claims import (
     expire_if_due,
     finish_attempt,
     finish_late,
+    finish_sent,
     give_back,
     mark_unpublished,
 )
@@ -48,6 +49,10 @@ from worker.settings.rules import token_wait_seconds
 from worker.watch.alerts import raise_alert
 
 log = logging.getLogger("fibosms.send")
+
+#: calls of a batch that end within this many seconds of each other record their
+#: outcomes in one transaction
+SHARED_RECORD_SECONDS = 0.005
 
 
 
@@ -133,7 +138,9 @@ def process_batch(
             executor.submit(_attempt, client, m, settings, gate): m for m in claimed
         }
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, rest = wait(pending, return_when=FIRST_COMPLETED)
+            if rest:  # calls that end a moment later share the transaction
+                done |= wait(rest, timeout=SHARED_RECORD_SECONDS)[0]
             yield [(pending.pop(f), f.result()) for f in done]
 
     return _run(
@@ -266,7 +273,13 @@ def _record(
     results: dict[int, Result] = {}
     countdowns: list[tuple[ClaimedMessage, float]] = []
     with db.transaction() as session:
+        recorded = _record_sent(session, decided, now)
         for msg, decision in decided:
+            if msg.id in recorded:
+                assert decision is not None
+                _log_outcome(msg, decision)
+                results[msg.id] = Result.SENT
+                continue
             if decision is None:
                 give_back(session, msg.holder, now)
                 results[msg.id] = Result.DEFERRED
@@ -324,6 +337,32 @@ def _record_one(
             extra={"message_id": msg.id, "attempt": msg.attempt},
         )
     _suppress_refused(session, msg, decision, now)
+    _log_outcome(msg, decision)
+    return Result(decision.status.value), countdown
+
+
+def _record_sent(
+    session: Session, decided: list[tuple[ClaimedMessage, Decision | None]], now: datetime
+) -> set[int]:
+    """Record the accepted sends among ``decided`` a statement per answer code; the ids
+    recorded. The rest (and any whose claim moved) take :func:`_record_one`'s path."""
+    by_code: dict[int, list[ClaimedMessage]] = {}
+    for msg, decision in decided:
+        if (
+            decision is not None
+            and decision.status is Status.SENT
+            and not decision.account_wide
+            and decision.code is not None
+        ):
+            by_code.setdefault(decision.code, []).append(msg)
+    recorded: set[int] = set()
+    for code, msgs in by_code.items():
+        if len(msgs) > 1:
+            recorded |= finish_sent(session, [m.holder for m in msgs], code, now)
+    return recorded
+
+
+def _log_outcome(msg: ClaimedMessage, decision: Decision) -> None:
     log.info(
         "attempt %d of message %d to %s: %s%s",
         msg.attempt,
@@ -339,7 +378,6 @@ def _record_one(
             "phone": mask_phone(msg.recipient),
         },
     )
-    return Result(decision.status.value), countdown
 
 
 def _suppress_refused(

@@ -11,7 +11,13 @@ from sqlalchemy import select, update
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
 from worker.ledger.attempts import attempts_of
-from worker.ledger.claims import claim, expire_if_due, finish_attempt, give_back
+from worker.ledger.claims import (
+    claim,
+    expire_if_due,
+    finish_attempt,
+    finish_sent,
+    give_back,
+)
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message, Status
 from worker.rules.marketing import DEFAULT_POLICY, parse_window
@@ -108,6 +114,38 @@ def test_an_outcome_is_recorded_only_by_the_claim_holder(database: Database) -> 
     assert (m.status, m.last_code) == ("sent", 200) and m.sent_at is not None
     with database.sessions() as s:
         assert [(a.claim, a.status, a.code) for a in attempts_of(s, mid)] == [(1, "sent", 200)]
+
+
+def test_several_sends_are_recorded_together_each_only_by_its_claim_holder(
+    database: Database,
+) -> None:
+    ids = [new_message(database) for _ in range(4)]
+    at = now()
+    with database.transaction() as s:
+        claimed = [claim(s, mid, at) for mid in ids]
+    holders = [c.holder for c in claimed if c is not None]
+    assert len(holders) == 4
+    # the third row's claim has moved on (the sweep took it over, another worker holds it)
+    stale = dataclasses.replace(holders[2], claim=holders[2].claim + 1)
+    with database.transaction() as s:
+        done = finish_sent(s, [holders[0], holders[1], stale, holders[3]], 200, at)
+    assert done == {ids[0], ids[1], ids[3]}
+    for mid in ids:
+        m = row(database, mid)
+        if mid == ids[2]:
+            assert (m.status, m.sent_at) == ("sending", None)
+        else:
+            assert (m.status, m.last_code, m.sent_at, m.claimed_at) == ("sent", 200, at, None)
+    with database.sessions() as s:
+        history = attempts_of(s, ids[0])
+        assert [(a.claim, a.attempt, a.status, a.code, a.ambiguous) for a in history] == [
+            (1, 1, "sent", 200, False)
+        ]
+        assert attempts_of(s, ids[2]) == []
+    with database.transaction() as s:  # recorded once: a second try changes nothing
+        assert finish_sent(s, [holders[0], holders[1], holders[3]], 200, at) == set()
+    with database.sessions() as s:
+        assert len(attempts_of(s, ids[1])) == 1
 
 
 def test_every_recorded_outcome_writes_one_attempt_row_with_its_claim(

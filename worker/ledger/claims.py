@@ -9,11 +9,12 @@ worker that is still inside an old claim can never record onto a newer one (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, tuple_, update
 from sqlalchemy.orm import Session
 
 from worker.kinds import Kind
@@ -290,6 +291,64 @@ def finish_attempt(session: Session, holder: Holder, t: Transition, now: datetim
     written in the same transaction.
     """
     return _finish(session, holder, t, now, late=False)
+
+
+#: several rows, each under its own claim, to ``sent`` with one answer code
+_FINISH_SENT = (
+    update(_M)
+    .where(
+        tuple_(_M.c.id, _M.c.claims).in_(bindparam("held", expanding=True)),
+        _M.c.status == Status.SENDING.value,
+    )
+    .values(
+        status=Status.SENT.value,
+        last_code=bindparam("code"),
+        last_error=None,
+        updated_at=_NOW,
+        claimed_at=None,
+        sent_at=_NOW,
+        guessed_claim=None,
+    )
+    .returning(_M.c.id)
+)
+
+
+def finish_sent(
+    session: Session, holders: Sequence[Holder], code: int, now: datetime
+) -> set[int]:
+    """Record several accepted sends with the same answer ``code`` in two statements; the
+    ids recorded. An id missing from the answer lost its claim (see :func:`finish_late`).
+
+    The same as :func:`finish_attempt` with a ``sent`` transition for each holder.
+    """
+    if not holders:
+        return set()
+    conn = session.connection()
+    held = [(h.message_id, h.claim) for h in holders]
+    done = {row[0] for row in conn.execute(_FINISH_SENT, {"held": held, "code": code,
+                                                           "now": now})}
+    if done:
+        conn.execute(
+            _RECORD_ATTEMPT,
+            [
+                {
+                    "mid": h.message_id,
+                    "claim": h.claim,
+                    "attempt": h.attempt,
+                    "claimed_at": h.claimed_at,
+                    "now": now,
+                    "new_status": Status.SENT.value,
+                    "code": code,
+                    "was_ambiguous": False,
+                    "was_guessed": False,
+                    "late": False,
+                    "error": None,
+                }
+                for h in holders
+                if h.message_id in done
+            ],
+        )
+    return done
 
 
 def finish_late(session: Session, holder: Holder, t: Transition, now: datetime) -> bool:
