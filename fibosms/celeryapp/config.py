@@ -1,7 +1,7 @@
 """Celery's configuration for fibosms, derived from the one settings object.
 
 The choices fit a task that must not run twice by accident: JSON only, late
-acknowledgement, a task whose worker died goes back to the queue, one message prefetched at
+acknowledgement, a task whose worker died goes back to the queue, a few messages prefetched at
 a time, no results stored (the ledger holds the outcome).
 
 A warm shutdown (SIGTERM) is bounded: the worker stops taking tasks and waits for the
@@ -60,8 +60,9 @@ HARD_LIMIT_GRACE_SECONDS = 5.0
 def send_time_limits(settings: Settings) -> dict[str, tuple[float, float]]:
     """``{task name: (soft limit, hard limit)}`` in seconds, for the two send tasks.
 
-    ``send_sms`` makes one gateway call; ``send_batch`` makes ``bulk_batch_size`` calls,
-    ``batch_concurrency`` at a time. Each call is bounded by ``call_deadline_seconds``;
+    ``send_sms`` makes one gateway call, or ``single_batch_size`` when messages gathered
+    on a busy worker (``gather.py``); ``send_batch`` makes ``bulk_batch_size`` calls;
+    both ``batch_concurrency`` at a time. Each call is bounded by ``call_deadline_seconds``;
     with a rate limit, each round may first wait for a token. The longest of these limits
     is how long a warm shutdown can take (the README's "Stopping a worker").
     """
@@ -70,8 +71,9 @@ def send_time_limits(settings: Settings) -> dict[str, tuple[float, float]]:
     )
     per_round = settings.call_deadline_seconds + token_wait
     rounds = math.ceil(settings.bulk_batch_size / settings.batch_concurrency)
+    gathered = math.ceil(settings.single_batch_size / settings.batch_concurrency)
     limits: dict[str, tuple[float, float]] = {}
-    for name, calls in ((SEND_TASK, 1), (SEND_BATCH_TASK, rounds)):
+    for name, calls in ((SEND_TASK, gathered), (SEND_BATCH_TASK, rounds)):
         soft = calls * per_round + TASK_OVERHEAD_SECONDS
         limits[name] = (soft, soft + HARD_LIMIT_GRACE_SECONDS)
     return limits
@@ -136,7 +138,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_store_errors_even_if_ignored": False,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        # room for several gathered runs of single messages (gather.py)
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
         # a task running when the broker connection is lost is given up at once (its
         # message goes back to the queue, the ledger's claim keeps it to one send) instead
         # of holding the worker's restart, or its shutdown, until it ends

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery, Task
 
 from fibosms.celeryapp.config import send_time_limits
+from fibosms.celeryapp.gather import GatheringTask
 from fibosms.celeryapp.resources import resources_of, settings_of
 from worker.brokers import (
     DELIVER_ALERTS_TASK,
@@ -42,7 +43,34 @@ def register(app: Celery) -> None:
 
     soft, hard = limits[SEND_TASK]
 
-    @app.task(name=SEND_TASK, bind=True, shared=False, soft_time_limit=soft, time_limit=hard)
+    settings = settings_of(app)
+
+    def send_many(message_ids: list[int]) -> dict[int, str]:
+        """Several messages that gathered on a busy worker, sent as the bulk path does."""
+        rt = resources_of(app)
+        results = process_batch(
+            message_ids,
+            settings=rt.settings,
+            db=rt.db,
+            client=rt.client,
+            publisher=rt.publisher,
+            executor=rt.executor,
+            gate=rt.gate,
+        )
+        words = {mid: result.value for mid, result in results.items()}
+        counts: dict[str, int] = {}
+        for word in words.values():
+            counts[word] = counts.get(word, 0) + 1
+        log.info("send_sms ran %d gathered messages: %s", len(message_ids), counts)
+        return words
+
+    @app.task(
+        name=SEND_TASK, bind=True, shared=False, soft_time_limit=soft, time_limit=hard,
+        base=GatheringTask,
+        gather_size=settings.single_batch_size,
+        gather_window=settings.single_batch_window_ms / 1000,
+        run_many=staticmethod(send_many),
+    )
     def send_sms(self: Task, message_id: int) -> str:
         """Send one message from the ledger (at most one accepted send; docs/architecture.md)."""
         rt = resources_of(self.app)

@@ -273,6 +273,25 @@ class Settings:
         "tokens must come within the token wait",
         ge=1, le=1000,
     )] = 50
+    #: otp/transactional messages one run of send_sms may take together
+    single_batch_size: Annotated[int, setting(
+        "most single (otp/transactional) messages a worker takes together in one run of "
+        "`send_sms` when several are waiting: one claim, concurrent calls, shared outcome "
+        "transactions; 1 runs each message on its own",
+        ge=1, le=256,
+    )] = 16
+    #: how long a worker holds a single message for others to join it
+    single_batch_window_ms: Annotated[int, setting(
+        "milliseconds a worker holds a received otp/transactional message for others to "
+        "join its run (the most it adds to a message's latency); 0 sends at once",
+        ge=0, le=1000,
+    )] = 5
+    #: messages a worker process reserves ahead, per pool slot
+    prefetch_multiplier: Annotated[int, setting(
+        "tasks a worker reserves ahead per pool slot (Celery's prefetch multiplier); the "
+        "single path needs room for several runs of `FIBOSMS_SINGLE_BATCH_SIZE`",
+        ge=1, le=64,
+    )] = 4
     #: concurrent gateway calls inside one batch
     batch_concurrency: Annotated[int, setting(
         "concurrent gateway calls inside one batch, per worker process", ge=1, le=256
