@@ -283,9 +283,10 @@ class Settings:
     #: how long a worker holds a single message for others to join it
     single_batch_window_ms: Annotated[int, setting(
         "milliseconds a worker holds a received otp/transactional message for others to "
-        "join its run (the most it adds to a message's latency); 0 sends at once",
+        "join its run (the most it adds to a message's latency; an idle worker never "
+        "holds one); 0 sends at once",
         ge=0, le=1000,
-    )] = 5
+    )] = 20
     #: messages a worker process reserves ahead, per pool slot
     prefetch_multiplier: Annotated[int, setting(
         "tasks a worker reserves ahead per pool slot (Celery's prefetch multiplier); the "
