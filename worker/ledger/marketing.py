@@ -25,6 +25,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -269,14 +270,22 @@ def lock_numbers(conn: Connection, phones: Sequence[str], now: datetime) -> None
     if not phones:
         return
     keys = sorted({number_key(p) for p in phones})
-    dialect = conn.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(_CAP).values([{"number_key": k, "locked_at": now} for k in keys])
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["number_key"], set_={"locked_at": statement.excluded.locked_at}
-        )
+    # one cached statement, executed for each key in order (not a VALUES list built, and
+    # compiled, afresh for every batch)
+    conn.execute(_LOCK_NUMBER[conn.dialect.name], [{"k": k, "at": now} for k in keys])
+
+
+def _lock_number_statement(insert: Any) -> Any:
+    statement = insert(_CAP).values(number_key=bindparam("k"), locked_at=bindparam("at"))
+    return statement.on_conflict_do_update(
+        index_elements=["number_key"], set_={"locked_at": statement.excluded.locked_at}
     )
+
+
+_LOCK_NUMBER = {
+    "postgresql": _lock_number_statement(postgresql.insert),
+    "sqlite": _lock_number_statement(sqlite.insert),
+}
 
 
 def held_counts(conn: Connection) -> dict[str, int]:
