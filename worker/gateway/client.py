@@ -80,11 +80,11 @@ from worker.gateway.transport import (
     MAX_BODY_BYTES,
     Answer,
     Phase,
+    Preparer,
     TransportFailure,
     build_session,
     classify_transport,
     cut_verdict,
-    prepare,
     read_capped,
     settle,
 )
@@ -137,6 +137,7 @@ class FiboClient:
         # urllib3 logs every request line, query string and password included, at DEBUG
         quiet_urllib3()
         self._session = build_session(self._base)
+        self._prepare = Preparer(self._session)
         # initial·2^(n-1) s, capped, plus 0…jitter s; spelled out because the arguments of
         # tenacity's own wait_exponential_jitter differ between tenacity 8 and 9
         wait = wait_exponential(
@@ -343,7 +344,7 @@ class FiboClient:
         with watch(deadline) as exchange:
             try:
                 # no redirects: one would carry the query string (the password) elsewhere
-                request = prepare(self._session, method, self._base + path, **kwargs)
+                request = self._prepare(method, self._base + path, **kwargs)
                 with self._session.send(
                     request, timeout=timeout, allow_redirects=False, stream=True
                 ) as response:

@@ -139,31 +139,52 @@ def read_capped(response: requests.Response) -> bytes | None:
     return b"".join(chunks)
 
 
-def prepare(
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    params: dict[str, str] | None = None,
-    data: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> requests.PreparedRequest:
-    """The request ``session.request`` would send, built without its per-call merging.
+class Preparer:
+    """Builds the requests ``session.request`` would send, without its per-call merging.
 
     The session holds nothing a call must merge: no cookies, no auth, and the environment
-    was read once by :func:`build_session`. Only its headers apply.
+    was read once by :func:`build_session`; only its headers apply. A request without a
+    body is a copy of one prepared once per method and URL, its query appended: parsing and
+    checking the gateway's URL again on every send cost more than the rest of the building.
     """
-    request = requests.PreparedRequest()
-    if params:
-        url = f"{url}?{urlencode(params)}"
-    request.prepare(
-        method=method,
-        url=url,
-        headers={**session.headers, **(headers or {})},
-        data=data,
-        hooks=session.hooks,
-    )
-    return request
+
+    def __init__(self, session: requests.Session) -> None:
+        self.session = session
+        self.templates: dict[tuple[str, str], requests.PreparedRequest] = {}
+
+    def __call__(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.PreparedRequest:
+        if data is not None or headers:
+            return self._prepare(method, url, data, headers)
+        template = self.templates.get((method, url))
+        if template is None:
+            template = self.templates[(method, url)] = self._prepare(method, url, None, None)
+        request = template.copy()
+        if params:
+            assert template.url is not None
+            joint = "&" if "?" in template.url else "?"
+            request.url = f"{template.url}{joint}{urlencode(params)}"
+        return request
+
+    def _prepare(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str] | None
+    ) -> requests.PreparedRequest:
+        request = requests.PreparedRequest()
+        request.prepare(
+            method=method,
+            url=url,
+            headers={**self.session.headers, **(headers or {})},
+            data=data,
+            hooks=self.session.hooks,
+        )
+        return request
 
 
 def build_session(base_url: str) -> requests.Session:
