@@ -59,20 +59,60 @@ class GatheringTask(Task):  # type: ignore[misc]
         """Celery's strategy, with ready requests handed to a :class:`_Gatherer`."""
         view = consumer
         if task.gather_size > 1:
-            view = _ConsumerView(consumer, _Gatherer(task, consumer).add)
+            gatherer = _Gatherer(task, consumer)
+            view = _ConsumerView(consumer, gatherer.add, gatherer.events)
         handler: Callable[..., Any] = default_strategy(task, app, view)
         return handler
 
 
 class _ConsumerView:
-    """The worker's consumer, except where a ready request goes."""
+    """The worker's consumer, except where a ready request goes and how it is announced."""
 
-    def __init__(self, consumer: Any, on_task_request: Callable[[Any], None]) -> None:
+    def __init__(
+        self, consumer: Any, on_task_request: Callable[[Any], None], event_dispatcher: Any
+    ) -> None:
         self._consumer = consumer
         self.on_task_request = on_task_request
+        self.event_dispatcher = event_dispatcher
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._consumer, name)
+
+
+class _HeldEvents:
+    """The worker's event dispatcher, holding ``task-received`` events back a little.
+
+    The worker publishes the events buffered at each turn of its loop as one message; a
+    busy worker's loop turns once per task message, so each ``task-received`` went out on
+    its own. Held until the gathering they belong to runs (or ``window`` seconds pass),
+    they go out together. Every other event passes straight through.
+    """
+
+    def __init__(self, dispatcher: Any, timer: Any, window: float) -> None:
+        self._dispatcher = dispatcher
+        self._timer = timer
+        self._window = window
+        self._lock = threading.Lock()
+        self._held: list[dict[str, Any]] = []
+
+    def send(self, type: str, **fields: Any) -> Any:
+        if type != "task-received":
+            return self._dispatcher.send(type, **fields)
+        with self._lock:
+            self._held.append(fields)
+            first = len(self._held) == 1
+        if first:
+            self._timer.call_after(self._window, self.release)
+        return None
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        for fields in held:
+            self._dispatcher.send("task-received", **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dispatcher, name)
 
 
 def _message_id(request: Any) -> int | None:
@@ -96,6 +136,19 @@ class _Gatherer:
         self.timer_entry: Any = None
         #: runs of this task handed to the pool and not yet returned
         self.in_flight = 0
+        dispatcher = consumer.event_dispatcher
+        self.held: _HeldEvents | None = None
+        if dispatcher is not None and dispatcher.enabled and task.send_events:
+            self.held = _HeldEvents(dispatcher, consumer.timer, self.window)
+
+    @property
+    def events(self) -> Any:
+        """What the strategy and the requests announce through."""
+        return self.held if self.held is not None else self.consumer.event_dispatcher
+
+    def _release_events(self) -> None:
+        if self.held is not None:
+            self.held.release()
 
     def add(self, request: Any) -> None:
         """A request is ready to run (called on the consumer's thread)."""
@@ -134,6 +187,7 @@ class _Gatherer:
         if len(requests) == 1:
             self._alone(requests[0], counted=True)
             return
+        self._release_events()
         try:
             self._together(requests)
         except Exception:
@@ -141,6 +195,7 @@ class _Gatherer:
             self._finished(requests, None, time.monotonic())
 
     def _alone(self, request: Any, counted: bool = False) -> None:
+        self._release_events()  # its task-received goes before anything else of it
         if counted:
             # the run ends with an acknowledgement or a rejection: either frees the worker
             returned = _once(self._returned)
