@@ -106,3 +106,18 @@ def test_a_message_for_an_idle_worker_runs_at_once_on_its_own(
         wait_for(partial(sent, [stack.producer.enqueue_sms(f"0914{i:06d}", "OTP", kind="otp")]))
     wait_for(lambda: len(events.of("task-succeeded")) == 3, timeout=20)
     assert gathered_runs(log) == []
+
+
+def test_the_embedded_broker_gathers_too(
+    make_stack: Callable[..., Stack], sqlite_url: str, tmp_path: Path, sandbox: Any
+) -> None:
+    """The SQLite broker has no event loop: the window's timer runs on a thread of its own."""
+    stack = make_stack(sqlite_url, f"sqla+sqlite:///{tmp_path}/broker.db",
+                       FIBOSMS_SINGLE_BATCH_SIZE="8", FIBOSMS_SINGLE_BATCH_WINDOW_MS="20")
+    ids = [stack.producer.enqueue_sms(f"0915{i:06d}", f"Ma OTP {i}", kind="otp")
+           for i in range(60)]
+    log = stack.start_worker(concurrency=4)
+    wait_for(lambda: set(statuses(stack.db, ids).values()) == {"sent"}, timeout=60)
+    accepted = Counter(call.phone for call in sandbox.accepted())
+    assert len(accepted) == 60 and set(accepted.values()) == {1}
+    assert gathered_runs(log), "no run gathered several messages"
