@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from worker.breaker import Breaker, NoBreaker
 from worker.brokers import COUNTDOWN_MAX_SECONDS
+from worker.callwindow import CallWindow, NoWindow
 from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE, SUBSCRIBER_REFUSES
 from worker.decide import Decision, decide
@@ -90,6 +91,8 @@ class Gate:
 
     breaker: Breaker = field(default_factory=NoBreaker)
     limiter: RateLimiter = field(default_factory=NoLimit)
+    #: how many calls the process keeps in flight (worker.callwindow)
+    window: CallWindow = field(default_factory=NoWindow)
 
 
 def process_message(
@@ -231,7 +234,8 @@ def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate
         log.exception("rate limiter failed before the call; message %d given back", msg.id,
                       extra={"message_id": msg.id})
         return None
-    outcome = call_gateway(client, msg, settings)
+    with gate.window.call():
+        outcome = call_gateway(client, msg, settings)
     try:
         if isinstance(outcome, (TransientError, AmbiguousError)):
             gate.breaker.failure()

@@ -25,6 +25,7 @@ from celery import Celery
 from worker.breaker import make_breaker
 from worker.brokers import publish_options
 from worker.brokerstate import BrokerMarker, DurableBroker, RedisBrokerMarker
+from worker.callwindow import CallWindow
 from worker.gateway import FiboClient
 from worker.ledger.db import Database
 from worker.publish import Publisher
@@ -90,7 +91,11 @@ def build_resources(app: Celery) -> Resources:
         db=Database(settings.database_url),
         client=FiboClient(settings),
         publisher=publisher_for(app),
-        gate=Gate(breaker=make_breaker(settings, client), limiter=make_limiter(settings, client)),
+        gate=Gate(
+            breaker=make_breaker(settings, client),
+            limiter=make_limiter(settings, client),
+            window=CallWindow(settings.batch_concurrency),
+        ),
         executor=ThreadPoolExecutor(
             max_workers=settings.batch_concurrency, thread_name_prefix="fibosms-batch"
         ),
