@@ -12,6 +12,7 @@ applied once, here, by :func:`os.register_at_fork`; nothing else compares proces
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ from celery import Celery
 from worker.breaker import make_breaker
 from worker.brokers import publish_options
 from worker.brokerstate import BrokerMarker, DurableBroker, RedisBrokerMarker
-from worker.callwindow import CallWindow
+from worker.callwindow import CallWindow, NoWindow
 from worker.gateway import FiboClient
 from worker.ledger.db import Database
 from worker.publish import Publisher
@@ -61,6 +62,7 @@ class Resources:
     db: Database
     client: FiboClient
     publisher: Publisher
+    #: the single path's breaker, rate limit and call window
     gate: Gate
     #: concurrent gateway calls of the bulk path
     executor: ThreadPoolExecutor
@@ -68,6 +70,13 @@ class Resources:
     broker_redis: redis.Redis | None
     #: shared state (rate limit, breaker): FIBOSMS_REDIS_URL or the broker's Redis
     redis: redis.Redis | None
+
+    @property
+    def bulk_gate(self) -> Gate:
+        """The same breaker and rate limit without the call window: a bulk batch already
+        shares its transactions over 50 calls, and throttling its calls only split its
+        outcome transactions (measured: 1.4 -> 1.7 ms of CPU a message)."""
+        return dataclasses.replace(self.gate, window=NoWindow())
     #: tells the sweep whether the broker lost its queues
     marker: BrokerMarker
 

@@ -96,7 +96,7 @@ def register(app: Celery) -> None:
             client=rt.client,
             publisher=rt.publisher,
             executor=rt.executor,
-            gate=rt.gate,
+            gate=rt.bulk_gate,
         )
         counts: dict[str, int] = {}
         for result in results.values():
