@@ -34,13 +34,13 @@ class CallWindow:
         self.limit = limit
         self._cond = threading.Condition()
         self._in_flight = 0
-        #: no call seen yet: as wide as allowed until the gateway shows its pace
+        #: no call seen yet: the narrowest window until the first call shows the pace
         self._latency: float | None = None
 
     def size(self) -> int:
         """Calls allowed in flight now."""
         if self._latency is None:
-            return self.limit
+            return min(FLOOR, self.limit)
         wanted = math.ceil(self._latency / CPU_PER_CALL_SECONDS) + 1
         return max(min(FLOOR, self.limit), min(self.limit, wanted))
 

@@ -15,8 +15,12 @@ def settle(window: CallWindow, latency: float) -> None:
     window._latency = latency
 
 
-def test_before_any_call_the_window_is_as_wide_as_allowed() -> None:
-    assert CallWindow(32).size() == 32
+def test_before_any_call_the_window_is_narrow_until_the_first_call_shows_the_pace() -> None:
+    w = CallWindow(32)
+    assert w.size() == FLOOR
+    with w.call():
+        time.sleep(0.1)
+    assert w.size() == 32
 
 
 def test_a_fast_gateway_gets_a_narrow_window_a_slow_one_a_wide_one() -> None:
