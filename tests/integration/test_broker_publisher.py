@@ -1,0 +1,186 @@
+"""worker.publish.BrokerPublisher: Celery's task messages, written through kombu alone.
+
+What it publishes is compared with what the Celery app's ``send_task`` publishes for the
+same task on the same broker (headers, properties, body, where it was routed), and real
+workers run what it publishes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.fixtures.stack import Stack, statuses, wait_for
+from worker.brokers import SEND_BATCH_TASK, SEND_TASK
+from worker.ledger.models import Message
+from worker.publish import BrokerPublisher, broker_publisher
+
+#: header values that differ between any two tasks
+PER_TASK_HEADERS = {"id", "root_id", "argsrepr", "eta"}
+#: properties that differ between any two tasks or publishers (RabbitMQ repeats the
+#: headers among them: compared above)
+PER_TASK_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag", "application_headers"}
+
+
+def _broker(request: pytest.FixtureRequest, tmp_path: Any, kind: str) -> tuple[str, dict[str, str]]:
+    from tests.fixtures.brokers import purge_queues
+
+    if kind == "redis":
+        return str(request.getfixturevalue("redis_url")), {}
+    if kind == "rabbitmq":
+        url = request.getfixturevalue("rabbit_vhost").url
+        purge_queues(url)
+        return url, {}
+    if kind == "sentinel":
+        group = request.getfixturevalue("sentinel_broker")
+        group.master().flushall()
+        return group.url, group.env()
+    return f"sqla+sqlite:///{tmp_path}/broker.db", {}
+
+
+def take(stack: Stack, queue: str, count: int, timeout: float = 10.0) -> list[Any]:
+    """``count`` raw messages off ``queue`` (acknowledged), as a consumer receives them."""
+    from worker.publish import task_queues
+
+    declared = {q.name: q for q in task_queues(stack.settings)}[queue]
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout
+    with Connection(stack.settings.broker_url,
+                    transport_options=dict(stack.app.conf.broker_transport_options)) as conn:
+        bound = declared(conn.default_channel)
+        while len(found) < count and time.monotonic() < deadline:
+            message = bound.get(no_ack=True)
+            if message is None:
+                time.sleep(0.05)
+                continue
+            found.append(message)
+    assert len(found) == count, f"{len(found)} of {count} messages on {queue}"
+    return found
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq", "sqla"])
+def test_a_task_is_published_exactly_as_celery_publishes_it(
+    make_stack: Callable[..., Stack], sqlite_url: str, request: pytest.FixtureRequest,
+    tmp_path: Any, broker: str,
+) -> None:
+    url, env = _broker(request, tmp_path, broker)
+    stack = make_stack(sqlite_url, url, **env)
+    direct = broker_publisher(stack.settings)
+    try:
+        for queue, items in (("default", [(101, "default")]),
+                             ("bulk", [(201, "bulk"), (202, "bulk")])):
+            assert stack.publisher.publish(items) == []
+            assert direct.publish([(i + 1000, q) for i, q in items]) == []
+            by_celery, by_kombu = take(stack, queue, 2)
+            assert set(by_kombu.headers) == set(by_celery.headers)
+            assert {k: v for k, v in by_kombu.headers.items() if k not in PER_TASK_HEADERS} == {
+                k: v for k, v in by_celery.headers.items() if k not in PER_TASK_HEADERS
+            }
+            assert set(by_kombu.properties) == set(by_celery.properties)
+            assert {k: v for k, v in by_kombu.properties.items()
+                    if k not in PER_TASK_PROPERTIES} == {
+                k: v for k, v in by_celery.properties.items() if k not in PER_TASK_PROPERTIES
+            }
+            assert (by_kombu.content_type, by_kombu.content_encoding) == (
+                by_celery.content_type, by_celery.content_encoding
+            )
+            for key in ("exchange", "routing_key"):
+                assert by_kombu.delivery_info.get(key) == by_celery.delivery_info.get(key)
+            args_c, kwargs_c, embed_c = by_celery.decode()
+            args_k, kwargs_k, embed_k = by_kombu.decode()
+            assert (kwargs_k, embed_k) == (kwargs_c, embed_c)
+            ids_c = args_c[0] if isinstance(args_c[0], list) else [args_c[0]]
+            ids_k = args_k[0] if isinstance(args_k[0], list) else [args_k[0]]
+            assert ids_k == [i + 1000 for i in ids_c]
+            assert by_kombu.headers["argsrepr"] == repr(args_k)
+            assert by_kombu.headers["task"] == (SEND_BATCH_TASK if queue == "bulk" else SEND_TASK)
+            assert by_kombu.headers["id"] == by_kombu.properties["correlation_id"]
+            assert by_kombu.headers["root_id"] == by_kombu.headers["id"]
+    finally:
+        direct.close()
+
+
+def test_a_countdown_becomes_the_same_eta_header(
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+) -> None:
+    stack = make_stack(sqlite_url, redis_url)
+    direct = broker_publisher(stack.settings)
+    before = datetime.now(UTC)
+    assert stack.publisher.publish([(1, "default")], countdown=30) == []
+    assert direct.publish([(2, "default")], countdown=30) == []
+    by_celery, by_kombu = take(stack, "default", 2)
+    etas = [datetime.fromisoformat(m.headers["eta"]) for m in (by_celery, by_kombu)]
+    assert all(e.utcoffset() is not None for e in etas)
+    assert abs((etas[1] - etas[0]).total_seconds()) < 5
+    assert (etas[1] - before).total_seconds() >= 30
+    assert by_kombu.headers["timelimit"] == by_celery.headers["timelimit"]
+    direct.close()
+
+
+@pytest.mark.parametrize(
+    "database,broker",
+    [("sqlite", "redis"), ("postgresql", "redis"), ("postgresql", "rabbitmq"),
+     ("sqlite", "sentinel"), ("sqlite", "sqla")],
+)
+def test_a_worker_sends_what_the_broker_publisher_published(
+    make_stack: Callable[..., Stack], request: pytest.FixtureRequest, tmp_path: Any,
+    sandbox: Any, database: str, broker: str,
+) -> None:
+    from producer.enqueue import Producer
+    from tests.fixtures.services import clean_ledger
+
+    db_url = str(request.getfixturevalue("sqlite_url" if database == "sqlite" else "pg_url"))
+    url, env = _broker(request, tmp_path, broker)
+    stack = make_stack(db_url, url, **env)
+    if broker == "rabbitmq":
+        request.addfinalizer(lambda: stack.stop_workers(signal.SIGKILL))
+    clean_ledger(stack.db)
+    direct = broker_publisher(stack.settings)
+    producer = Producer(settings=stack.settings, db=stack.db, publisher=direct)
+    phone = "0912345678"
+    sandbox.script(phone, [{"code": 2}] * 3)
+    ids = [producer.enqueue_sms(phone, "one"), producer.enqueue_sms(phone, "two", kind="otp")]
+    ids += producer.enqueue_many([{"phone": phone, "text": "three"}])
+    stack.start_worker()
+    wait_for(lambda: set(statuses(stack.db, ids).values()) == {"sent"}, timeout=40)
+    assert len(sandbox.accepted()) == 3
+    direct.close()
+
+
+def test_with_the_broker_down_the_row_is_left_to_the_sweep(
+    make_stack: Callable[..., Stack], sqlite_url: str
+) -> None:
+    from producer.enqueue import Producer
+    from tests.fixtures.services import clean_ledger
+
+    stack = make_stack(sqlite_url, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    clean_ledger(stack.db)
+    producer = Producer(
+        settings=stack.settings, db=stack.db, publisher=broker_publisher(stack.settings)
+    )
+    started = time.monotonic()
+    mid = producer.enqueue_sms("0912345678", "hello")
+    took = time.monotonic() - started
+    with stack.db.sessions() as session:
+        m = session.get(Message, mid)
+        assert m is not None and m.status == "queued" and m.published_at is None
+    assert took < 10, f"the caller was blocked {took:.1f}s"
+
+
+def test_rabbitmq_publishes_wait_for_the_confirm(
+    make_stack: Callable[..., Stack], sqlite_url: str, rabbit_vhost: Any
+) -> None:
+    stack = make_stack(sqlite_url, rabbit_vhost.url)
+    direct = broker_publisher(stack.settings)
+    assert isinstance(direct, BrokerPublisher)
+    assert direct.confirm_timeout == 2.0 and direct.whole_seconds
+    assert direct.transport_options == {"confirm_publish": True}
+    assert {q.name: q.queue_arguments for q in direct.queues.values()} == {
+        name: {"x-queue-type": "quorum"} for name in ("urgent", "default", "bulk")
+    }
