@@ -18,7 +18,12 @@ Parts (``--only``, comma-separated; default ``ceilings,enqueue,single,bulk,laten
 * ``ratelimit`` — FIBOSMS_RATE_LIMIT=50 and 4 worker processes for 60 s: the rate the gateway
   saw per second and the largest bursts;
 * ``priority`` — 20,000 bulk messages queued, OTPs enqueued one every 100 ms for 20 s, workers
-  as the README recommends (one on ``-Q urgent``, one on ``-Q default,bulk``): OTP latency.
+  as the README recommends (one on ``-Q urgent``, one on ``-Q default,bulk``): OTP latency;
+* ``floor`` — ``enqueue_sms`` one by one against a bare loop of the same durable work (one
+  INSERT into sms_messages, one COMMIT, one LPUSH of the same task message to the same queue,
+  written with psycopg and redis-py), in alternating turns (issue 15, target 4);
+* ``cli`` — wall time of ``fibosms --help`` and ``fibosms send`` as processes, 20 runs each, on
+  the bench's PostgreSQL + Redis and on the SQLite default (issue 15, target 5).
 
 ``all`` runs every part. Every process it uses (workers, gateway double, load generator) is
 started and stopped here; the database is dropped and created afresh; Redis gets a database
@@ -73,7 +78,8 @@ from bench.common import (  # noqa: E402
 )
 from bench.procstats import CpuGroup, Phase, TreeWatch, by_name, postgres_backends, tree  # noqa: E402
 
-PARTS = ("ceilings", "enqueue", "single", "bulk", "latency", "ratelimit", "priority")
+PARTS = ("ceilings", "enqueue", "single", "bulk", "latency", "ratelimit", "priority", "floor",
+         "cli")
 DEFAULT_PARTS = ("ceilings", "enqueue", "single", "bulk", "latency")
 QUEUES = ("urgent", "default", "bulk")
 #: the key by which test runs claim a Redis database number (tests/fixtures/services.py)
@@ -92,6 +98,10 @@ TARGET_BULK_FRACTION = 1.0
 TARGET_LATENCY_RATE = 200.0
 TARGET_ENQUEUE_MANY_RATE = 5000.0
 TARGET_OTP_P99 = 1.0
+# the targets of issue 15
+TARGET_FLOOR_FRACTION = 0.8
+TARGET_HELP_SECONDS = 0.15
+TARGET_SEND_SECONDS = 0.3
 
 
 def phone(i: int) -> str:
@@ -288,6 +298,8 @@ class Options:
     priority_layout: str
     profile: tuple[str, ...]
     profile_gil: bool
+    floor_turns: int
+    cli_runs: int
     stall_seconds: float
     part_timeout: float
     log_level: str
@@ -322,17 +334,17 @@ class Harness:
             f"uvloop {self.gateway.info['uvloop']})")
 
         self.env = self._env()
-        from fibosms.celeryapp import make_app, publisher_for
         from producer.enqueue import Producer
         from worker.ledger.db import Database
+        from worker.publish import broker_publisher
         from worker.settings import Settings
 
         fibosms_env = {k: v for k, v in self.env.items() if k.startswith("FIBOSMS_")}
         self.settings = Settings.from_env(fibosms_env)
-        self.app = make_app(self.settings)
         self.db = Database(self.settings.database_url)
+        # what producer.enqueue_sms uses: the task messages written through kombu
         self.producer = Producer(settings=self.settings, db=self.db,
-                                 publisher=publisher_for(self.app))
+                                 publisher=broker_publisher(self.settings))
 
         self.watch = TreeWatch(
             lambda: [w.popen.pid for w in self.workers if w.popen.poll() is None]
@@ -1117,6 +1129,159 @@ class Harness:
             self.part_ratelimit()
         if "priority" in parts:
             self.part_priority()
+        if "floor" in parts:
+            self.part_floor()
+        if "cli" in parts:
+            self.part_cli()
+
+    # -- issue 15: enqueue_sms against its floor, and the command line's start-up ---------------
+
+    def bare_loop(self, n: int, offset: int) -> float:
+        """The durable work of one enqueue_sms with nothing around it: INSERT the row the
+        producer would insert, COMMIT, LPUSH the task message kombu would write for its id to
+        the same queue. Seconds for ``n``."""
+        import base64
+
+        import psycopg
+
+        from producer.validate import validate
+        from worker.clock import now
+
+        dsn = self.db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=10)
+        template = validate(phone(offset), OTP_TEXT, settings=self.settings, now=now(),
+                            kind="transactional")
+        columns = list(template.row(now()))
+        sql = (f"INSERT INTO sms_messages ({', '.join(columns)}) "  # noqa: S608 - our columns
+               f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id")
+        queue = template.queue
+        origin = f"gen{os.getpid()}@{platform.node()}"
+        reply_to = str(uuid.uuid4())
+        embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        with psycopg.connect(dsn) as conn:
+            started = time.monotonic()
+            for i in range(n):
+                at = now()
+                row = {**template.row(at), "recipient": phone(offset + i)}
+                with conn.cursor() as cur:
+                    cur.execute(sql, [row[c] for c in columns])
+                    fetched = cur.fetchone()
+                    assert fetched is not None
+                    mid = fetched[0]
+                conn.commit()
+                task_id = str(uuid.uuid4())
+                body = json.dumps([[mid], {}, embed]).encode()
+                client.lpush(queue, json.dumps({
+                    "body": base64.b64encode(body).decode(),
+                    "content-encoding": "utf-8",
+                    "content-type": "application/json",
+                    "headers": {
+                        "lang": "py", "task": "fibosms.send_sms", "id": task_id,
+                        "shadow": None, "eta": None, "expires": None, "group": None,
+                        "group_index": None, "retries": 0, "timelimit": [None, None],
+                        "root_id": task_id, "parent_id": None, "argsrepr": f"[{mid}]",
+                        "kwargsrepr": "{}", "origin": origin, "ignore_result": None,
+                        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+                    },
+                    "properties": {
+                        "correlation_id": task_id, "reply_to": reply_to, "delivery_mode": 2,
+                        "delivery_info": {"exchange": "", "routing_key": queue},
+                        "priority": 0, "body_encoding": "base64",
+                        "delivery_tag": str(uuid.uuid4()),
+                    },
+                }))
+            secs = time.monotonic() - started
+        client.close()
+        return secs
+
+    def part_floor(self) -> None:
+        """enqueue_sms one by one and the bare loop in alternating turns (the machine's other
+        load weighs on both); the ratio of the medians."""
+        n = self.opts.enqueue_messages
+        turns = self.opts.floor_turns
+        bare: list[float] = []
+        enq: list[float] = []
+        self.reset()
+        # one warm-up of each: connections opened, statements prepared
+        self.bare_loop(50, 0)
+        self.enqueue_one_by_one(50, kinds=("transactional",))
+        for turn in range(turns):
+            self.reset()
+            log(f"floor turn {turn + 1}/{turns}: bare loop × {n}, then enqueue_sms × {n}")
+            secs = self.bare_loop(n, 0)
+            bare.append(n / secs)
+            if self.broker_remaining() != n:
+                raise BenchError(f"the bare loop left {self.broker_remaining()} of {n} tasks")
+            self.reset()
+            _, secs = self.enqueue_one_by_one(n, kinds=("transactional",))
+            enq.append(n / secs)
+            if self.broker_remaining() != n:
+                raise BenchError(f"enqueue_sms left {self.broker_remaining()} of {n} tasks")
+        self.reset()
+        bare_median = sorted(bare)[len(bare) // 2]
+        enq_median = sorted(enq)[len(enq) // 2]
+        ratio = enq_median / bare_median
+        self.results["floor"] = {"messages": n, "bare_rates": bare, "enqueue_sms_rates": enq,
+                                 "bare_median": bare_median, "enqueue_sms_median": enq_median,
+                                 "ratio": ratio, "loadavg": loadavg()}
+        turns_text = ", ".join(f"{r:,.0f}" for r in bare)
+        self.rows.append(Row("floor", f"bare INSERT + COMMIT + LPUSH × {n:,} ({turns} turns)",
+                             bare_median, "msg/s", note=f"turns {turns_text}"))
+        self.rows.append(Row(
+            "floor", f"enqueue_sms one by one × {n:,} ({turns} turns)", enq_median, "msg/s",
+            fraction=ratio, target=f"≥ {TARGET_FLOOR_FRACTION} × bare",
+            ok=ratio >= TARGET_FLOOR_FRACTION,
+            note="turns " + ", ".join(f"{r:,.0f}" for r in enq)))
+
+    def part_cli(self) -> None:
+        """``fibosms --help`` and ``fibosms send`` as a user runs them: a new process each
+        time, wall time from spawn to exit; on the bench's PostgreSQL + Redis, then on the
+        defaults (SQLite ledger and broker files) in a fresh directory."""
+        runs = self.opts.cli_runs
+        script = Path(sys.executable).with_name("fibosms")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "fibosms.cli"]
+        workdir = self.opts.out_dir / "cli-default"
+        workdir.mkdir(parents=True, exist_ok=True)
+        plain = {k: v for k, v in self.env.items() if not k.startswith("FIBOSMS_")}
+        plain["FIBOSMS_ENV_FILE"] = str(workdir / "no.env")
+        subprocess.run([*command, "db", "upgrade"],  # noqa: S603 - our own command
+                       cwd=workdir, env=plain, check=True, capture_output=True, timeout=120)
+        self.reset()
+        results: dict[str, Any] = {}
+        cases = [
+            ("--help", ["--help"], self.env, TARGET_HELP_SECONDS),
+            ("send, PostgreSQL + Redis", ["send", phone(1), OTP_TEXT], self.env,
+             TARGET_SEND_SECONDS),
+            ("send, SQLite defaults", ["send", phone(2), OTP_TEXT], plain, TARGET_SEND_SECONDS),
+        ]
+        for label, args, env, target in cases:
+            walls: list[float] = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                done = subprocess.run([*command, *args], cwd=workdir, env=env,  # noqa: S603
+                                      capture_output=True, timeout=60)
+                walls.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise BenchError(f"fibosms {' '.join(args)} exited {done.returncode}: "
+                                     f"{done.stderr.decode(errors='replace')[-500:]}")
+            median = sorted(walls)[len(walls) // 2]
+            results[label] = {"runs": runs, "median": median, "max": max(walls),
+                              "min": min(walls), "walls": walls}
+            self.rows.append(Row("cli", f"fibosms {label} ({runs} runs, median)", median, "s",
+                                 target=f"< {target} s", ok=median < target,
+                                 note=f"min {min(walls):.3f} s, max {max(walls):.3f} s"))
+        # what the interpreter alone costs, for scale
+        walls = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], env=plain, check=True, timeout=60)
+            walls.append(time.perf_counter() - started)
+        results["python -c pass"] = {"median": sorted(walls)[len(walls) // 2]}
+        results["loadavg"] = loadavg()
+        self.results["cli"] = results
+        self.rows.append(Row("cli", "python -c pass (for scale)", sorted(walls)[len(walls) // 2],
+                             "s"))
+        self.reset()
 
 
 def _with_database(admin_url: str, name: str) -> str:
@@ -1196,6 +1361,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "latency-bulk (comma-separated; needs root or ptrace rights)")
     p.add_argument("--profile-gil", action="store_true",
                    help="py-spy --gil: only samples holding the GIL (what serializes threads)")
+    p.add_argument("--floor-turns", type=int, default=3,
+                   help="alternating turns of the bare loop and enqueue_sms (floor part)")
+    p.add_argument("--cli-runs", type=int, default=20, help="runs of each command (cli part)")
     p.add_argument("--stall-seconds", type=float, default=30.0,
                    help="give up when no message finishes for this long")
     p.add_argument("--part-timeout", type=float, default=600.0, help="longest wait of one drain")
@@ -1245,7 +1413,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         priority_seconds=a.priority_seconds, priority_layout=a.priority_layout,
         priority_concurrency=a.priority_concurrency,
         profile=tuple(x.strip() for x in a.profile.split(",") if x.strip()),
-        profile_gil=a.profile_gil, stall_seconds=a.stall_seconds, part_timeout=a.part_timeout,
+        profile_gil=a.profile_gil, floor_turns=a.floor_turns, cli_runs=a.cli_runs,
+        stall_seconds=a.stall_seconds, part_timeout=a.part_timeout,
         log_level=a.log_level.upper(), out_dir=out, as_json=a.as_json,
     )
 
