@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,10 +11,15 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 #: milliseconds a SQLite writer waits for the lock before giving up
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: seconds a pooled PostgreSQL connection may rest before it is tested on checkout
+PING_AFTER_IDLE_SECONDS = 1.0
+
+_CHECKED_IN = "fibosms.checked_in"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -33,12 +39,40 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    kwargs.setdefault("pool_pre_ping", True)  # survive a PostgreSQL restart
     # above a worker's thread count (-c 16 by default in deploy/), so connections are reused
     # rather than opened and closed around each task
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)  # survive a PostgreSQL restart
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Test a pooled connection before use when it has been idle PING_AFTER_IDLE_SECONDS.
+
+    SQLAlchemy's ``pool_pre_ping`` tests every one, which costs a round trip on each
+    checkout: a third more round trips for one ``enqueue_sms``. A connection back from use
+    moments ago is trusted; if the server went away in that moment, the statement fails,
+    as it would had the server gone between a ping and the statement, and SQLAlchemy then
+    replaces every connection of the pool. A dead idle one is replaced before use, unseen.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_CHECKED_IN)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # opened just now, or in use moments ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # the pool closes this connection and hands out a new one
+            raise DisconnectionError(f"pooled connection is gone: {type(exc).__name__}") from exc
 
 
 def _tune_sqlite(engine: Engine) -> None:
