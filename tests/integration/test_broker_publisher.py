@@ -7,6 +7,8 @@ workers run what it publishes.
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -184,3 +186,103 @@ def test_rabbitmq_publishes_wait_for_the_confirm(
     assert {q.name: q.queue_arguments for q in direct.queues.values()} == {
         name: {"x-queue-type": "quorum"} for name in ("urgent", "default", "bulk")
     }
+
+
+def _raw(redis_url: str, queue: str) -> list[dict[str, Any]]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    found = [json.loads(raw) for raw in reversed(client.lrange(queue, 0, -1))]
+    client.close()
+    return found
+
+
+def test_on_redis_the_stored_envelope_is_kombus(
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+) -> None:
+    """Byte for byte where it can be: the JSON Celery (through kombu) leaves on the list."""
+    stack = make_stack(sqlite_url, redis_url)
+    direct = broker_publisher(stack.settings)
+    assert stack.publisher.publish([(7, "urgent")]) == []
+    assert direct.publish([(7, "urgent")]) == []
+    by_celery, by_kombu = _raw(redis_url, "urgent")
+    assert set(by_kombu) == set(by_celery)
+    assert set(by_kombu["properties"]) == set(by_celery["properties"])
+    for key in ("content-type", "content-encoding"):
+        assert by_kombu[key] == by_celery[key]
+    for key in ("delivery_mode", "delivery_info", "priority", "body_encoding"):
+        assert by_kombu["properties"][key] == by_celery["properties"][key]
+    bodies = [json.loads(base64.b64decode(m["body"])) for m in (by_celery, by_kombu)]
+    assert bodies[0] == bodies[1] == [[7], {}, {"callbacks": None, "errbacks": None,
+                                              "chain": None, "chord": None}]
+
+
+def test_on_redis_the_task_sent_event_is_celerys(
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+) -> None:
+    """Flower learns of a task from its task-sent event: the same channel, envelope and
+    fields whichever publisher sent it."""
+    import redis
+
+    stack = make_stack(sqlite_url, redis_url, FIBOSMS_TASK_EVENTS="true")
+    direct = broker_publisher(stack.settings)
+    assert direct.events
+    listener = redis.Redis.from_url(redis_url).pubsub()
+    listener.psubscribe("/*celeryev*")
+    wait_for(lambda: listener.get_message(timeout=0.1) is not None)  # the subscription
+    assert stack.publisher.publish([(8, "default")]) == []
+    assert direct.publish([(9, "default")]) == []
+    got: list[dict[str, Any]] = []
+
+    def two_events() -> bool:
+        message = listener.get_message(timeout=0.1)
+        if message and message["type"] == "pmessage":
+            got.append(message)
+        return len(got) == 2
+
+    wait_for(two_events, timeout=10)
+    listener.close()
+    by_celery, by_kombu = got
+    assert by_kombu["channel"] == by_celery["channel"]
+    envelopes = [json.loads(m["data"]) for m in got]
+    assert set(envelopes[1]) == set(envelopes[0])
+    assert envelopes[1]["headers"] == envelopes[0]["headers"]
+    assert {k: v for k, v in envelopes[1]["properties"].items() if k != "delivery_tag"} == {
+        k: v for k, v in envelopes[0]["properties"].items() if k != "delivery_tag"
+    }
+    events = [json.loads(base64.b64decode(e["body"])) for e in envelopes]
+    assert set(events[1]) == set(events[0])
+    same = {"hostname", "utcoffset", "pid", "parent_id", "name", "kwargs", "retries", "eta",
+            "expires", "queue", "exchange", "routing_key", "type"}
+    assert {k: events[1][k] for k in same} == {k: events[0][k] for k in same}
+    assert (events[0]["args"], events[1]["args"]) == ("[8]", "[9]")
+    assert events[1]["type"] == "task-sent"
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced_unseen(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    """PostgreSQL restarted (its backends gone) while the producer sat idle: the next
+    enqueue_sms tests the idle connection, finds it dead, and goes on with a new one."""
+    from sqlalchemy import create_engine, text
+
+    from producer.enqueue import Producer
+    from worker.ledger.db import PING_AFTER_IDLE_SECONDS
+
+    stack = make_stack(pg_url, redis_url)
+    producer = Producer(
+        settings=stack.settings, db=stack.db, publisher=broker_publisher(stack.settings)
+    )
+    first = producer.enqueue_sms("0912345678", "before")
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        killed = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database}).scalar_one()
+    admin.dispose()
+    assert killed >= 1
+    time.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+    second = producer.enqueue_sms("0912345678", "after")
+    assert second > first
+    assert statuses(stack.db, [first, second]) == {first: "queued", second: "queued"}
