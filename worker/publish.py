@@ -128,9 +128,13 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
     """urgent, default and bulk. With RabbitMQ: quorum queues (replicated, durable) behind
     topic exchanges, which Celery's native delayed delivery needs for short retries."""
+    return _queues_for(settings.broker_url)
+
+
+def _queues_for(url: str) -> tuple[Queue, ...]:
     from kombu.entity import Exchange, Queue
 
-    if not is_amqp(settings.broker_url):
+    if not is_amqp(url):
         return tuple(Queue(name) for name in QUEUES)
     return tuple(
         Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=QUORUM)
@@ -235,7 +239,7 @@ class BrokerPublisher:
         *,
         batch_size: int,
         transport_options: Mapping[str, Any],
-        queues: Sequence[Queue],
+        queues: Sequence[Queue] | None = None,
         events: bool = False,
         confirm_timeout: float | None = None,
         whole_seconds: bool = False,
@@ -245,7 +249,7 @@ class BrokerPublisher:
         self.url = url
         self.batch_size = batch_size
         self.transport_options = dict(transport_options)
-        self.queues = {q.name: q for q in queues}
+        self._queues = None if queues is None else {q.name: q for q in queues}
         self.events = events
         self.confirm_timeout = confirm_timeout
         self.whole_seconds = whole_seconds
@@ -259,6 +263,14 @@ class BrokerPublisher:
         self._clock = 0
         #: Celery's reply-to of a publishing app (no task replies: results are not stored)
         self._reply_to = str(uuid.uuid4())
+
+    @property
+    def queues(self) -> dict[str, Queue]:
+        """The queues by name, as the Celery app declares them (kombu is imported only when
+        a publish goes through kombu, or here)."""
+        if self._queues is None:
+            self._queues = {q.name: q for q in _queues_for(self.url)}
+        return self._queues
 
     # -- the Publishes protocol --------------------------------------------------------
 
@@ -520,7 +532,6 @@ def broker_publisher(settings: Settings) -> BrokerPublisher:
         settings.broker_url,
         batch_size=settings.bulk_batch_size,
         transport_options=transport_options(settings),
-        queues=task_queues(settings),
         events=settings.task_events and has_fanout(settings.broker_url),
         **publish_options(settings.broker_url),
     )
