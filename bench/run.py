@@ -302,6 +302,7 @@ class Options:
     profile: tuple[str, ...]
     profile_gil: bool
     floor_turns: int
+    floor_messages: int
     cli_runs: int
     stall_seconds: float
     part_timeout: float
@@ -1203,7 +1204,7 @@ class Harness:
     def part_floor(self) -> None:
         """enqueue_sms one by one against the bare loops, in alternating turns (the machine's
         other load weighs on each); the ratio of the medians."""
-        n = self.opts.enqueue_messages
+        n = self.opts.floor_messages
         turns = self.opts.floor_turns
         runs: dict[str, list[tuple[float, float]]] = {"bare": [], "bare1": [], "enqueue": []}
 
@@ -1390,8 +1391,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "latency-bulk (comma-separated; needs root or ptrace rights)")
     p.add_argument("--profile-gil", action="store_true",
                    help="py-spy --gil: only samples holding the GIL (what serializes threads)")
-    p.add_argument("--floor-turns", type=int, default=3,
-                   help="alternating turns of the bare loop and enqueue_sms (floor part)")
+    p.add_argument("--floor-turns", type=int, default=9,
+                   help="alternating turns of the bare loops and enqueue_sms (floor part)")
+    p.add_argument("--floor-messages", type=int, default=300,
+                   help="messages per turn of the floor part (short turns: the machine's "
+                        "other load then weighs on every loop alike)")
     p.add_argument("--cli-runs", type=int, default=20, help="runs of each command (cli part)")
     p.add_argument("--stall-seconds", type=float, default=30.0,
                    help="give up when no message finishes for this long")
@@ -1442,7 +1446,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         priority_seconds=a.priority_seconds, priority_layout=a.priority_layout,
         priority_concurrency=a.priority_concurrency,
         profile=tuple(x.strip() for x in a.profile.split(",") if x.strip()),
-        profile_gil=a.profile_gil, floor_turns=a.floor_turns, cli_runs=a.cli_runs,
+        profile_gil=a.profile_gil, floor_turns=a.floor_turns,
+        floor_messages=a.floor_messages, cli_runs=a.cli_runs,
         stall_seconds=a.stall_seconds, part_timeout=a.part_timeout,
         log_level=a.log_level.upper(), out_dir=out, as_json=a.as_json,
     )
