@@ -182,10 +182,11 @@ class Producer:
         """The usual ``enqueue_sms``: the row committed by one statement, then published."""
         row = m.row(now())
         message_id = insert_one(self.db, row)
-        log.debug(
-            "accepted message %s to %s (%s, %d segment(s))",
-            message_id, mask_phone(m.recipient), m.kind, m.segments,
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "accepted message %s to %s (%s, %d segment(s))",
+                message_id, mask_phone(m.recipient), m.kind, m.segments,
+            )
         if m.publish_now:
             self._publish([(message_id, m.queue)])
         return [message_id], [0], [row]
