@@ -286,3 +286,74 @@ def test_a_pooled_connection_killed_while_idle_is_replaced_unseen(
     second = producer.enqueue_sms("0912345678", "after")
     assert second > first
     assert statuses(stack.db, [first, second]) == {first: "queued", second: "queued"}
+
+
+def test_a_connection_killed_moments_after_use_fails_one_call_then_heals(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    """Within a second of its last use a connection is trusted untested: if the server
+    dropped it in that moment, that one enqueue fails (nothing recorded, the caller told),
+    and the next one runs on a new connection."""
+    from sqlalchemy import create_engine, func, select, text
+    from sqlalchemy.exc import DBAPIError
+
+    from producer.enqueue import Producer
+    from tests.fixtures.services import clean_ledger
+
+    stack = make_stack(pg_url, redis_url)
+    clean_ledger(stack.db)
+    producer = Producer(
+        settings=stack.settings, db=stack.db, publisher=broker_publisher(stack.settings)
+    )
+    producer.enqueue_sms("0912345678", "before")
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+    with pytest.raises(DBAPIError):
+        producer.enqueue_sms("0912345678", "lost with its connection")
+    producer.enqueue_sms("0912345678", "after")
+    with stack.db.sessions() as session:
+        texts = sorted(session.scalars(select(Message.text)))
+        assert session.scalar(select(func.count()).select_from(Message)) == 2
+    assert texts == ["after", "before"]
+
+
+def test_threads_enqueueing_at_once_share_the_kept_connection_and_the_pool(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    import threading
+
+    from producer.enqueue import Producer
+    from tests.fixtures.services import clean_ledger
+
+    stack = make_stack(pg_url, redis_url)
+    clean_ledger(stack.db)
+    producer = Producer(
+        settings=stack.settings, db=stack.db, publisher=broker_publisher(stack.settings)
+    )
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            for i in range(50):
+                ids.append(producer.enqueue_sms(f"09123{n}{i:04d}", "hello"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(set(ids)) == 300
+    assert set(statuses(stack.db, ids).values()) == {"queued"}
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    assert client.llen("default") == 300
+    client.close()

@@ -113,8 +113,7 @@ def insert_one(db: Database, row: Mapping[str, Any]) -> int:
     three (BEGIN, INSERT, COMMIT). Elsewhere, a transaction as for any batch.
     """
     if db.dialect == "postgresql":
-        connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        with connection:
+        with db.autocommit() as connection:
             return int(connection.execute(_INSERT_ONE, dict(row)).scalar_one())
     with db.transaction() as session:
         return insert_messages(session, [row]).ids[0]
