@@ -10,10 +10,11 @@ Two publishers, one protocol (:class:`Publishes`):
   ``producer_or_acquire``) it is given; it knows nothing of how that app is made
   (``fibosms.celeryapp``). The worker, the sweep and beat use it: they have the app anyway.
 * :class:`BrokerPublisher` writes the same Celery task messages (protocol 2) straight to the
-  broker through kombu, from the settings alone: no Celery app is built or imported. The
-  producer side uses it (``producer.default_producer``, ``fibosms send``): building a Celery
-  app costs a short-lived command most of its start-up, and ``send_task`` most of the time of
-  one ``enqueue_sms``. docs/decisions.md says what was measured.
+  broker, from the settings alone: no Celery app is built or imported (through kombu on
+  RabbitMQ and the SQLite broker; on Redis it writes kombu's envelope itself). The producer
+  side uses it (``producer.default_producer``, ``fibosms send``, the HTTP API): building a
+  Celery app costs a short-lived command most of its start-up, and ``send_task`` most of the
+  time of one ``enqueue_sms``. docs/decisions.md (10) says what was measured.
 
 The broker options both share (retry policy, transport options, queues) live here too;
 ``fibosms.celeryapp.config`` configures the Celery app with the same ones.
@@ -220,7 +221,7 @@ class Publisher:
 
 
 class BrokerPublisher:
-    """Publishes send tasks straight to the broker through kombu, as Celery would.
+    """Publishes send tasks straight to the broker, as Celery would, without a Celery app.
 
     Each task is a Celery protocol-2 message, built as ``Celery.send_task`` builds it for
     an app configured by ``fibosms.celeryapp.config`` (the same headers, properties, body,
@@ -229,8 +230,11 @@ class BrokerPublisher:
     compares them and has a real worker run one). With task events on, a ``task-sent``
     event follows each task, as Celery sends it, for Flower.
 
-    Connections are opened on the first publish, kept in a pool of :data:`POOL_LIMIT` for
-    the process's threads, and forgotten in the child of a fork (never closed there).
+    On RabbitMQ and the SQLite broker it publishes through kombu: connections are opened on
+    the first publish, kept in a pool of :data:`POOL_LIMIT` for the process's threads, and
+    forgotten in the child of a fork (never closed there). On Redis (Sentinel too) it writes
+    what kombu's Redis transport writes, through one redis-py client, all of one call in one
+    pipeline (:meth:`_publish_redis`).
     """
 
     def __init__(
