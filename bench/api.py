@@ -181,14 +181,15 @@ def _load(mode: str, port: int, request: bytes, *, clients: int, connections: in
 
 
 def in_process_rate(env: dict[str, str], seconds: float) -> dict[str, Any]:
-    from fibosms.celeryapp import make_app, publisher_for
     from producer.enqueue import Producer
     from worker.ledger.db import Database
+    from worker.publish import broker_publisher
     from worker.settings import Settings
 
     settings = Settings.from_env(env)
     db = Database(settings.database_url)
-    producer = Producer(settings=settings, db=db, publisher=publisher_for(make_app(settings)))
+    # built as producer.enqueue_sms builds its own
+    producer = Producer(settings=settings, db=db, publisher=broker_publisher(settings))
     producer.enqueue_sms("0912345678", "warm up")
     latencies = []
     stop = time.perf_counter() + seconds

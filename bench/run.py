@@ -18,7 +18,12 @@ Parts (``--only``, comma-separated; default ``ceilings,enqueue,single,bulk,laten
 * ``ratelimit`` — FIBOSMS_RATE_LIMIT=50 and 4 worker processes for 60 s: the rate the gateway
   saw per second and the largest bursts;
 * ``priority`` — 20,000 bulk messages queued, OTPs enqueued one every 100 ms for 20 s, workers
-  as the README recommends (one on ``-Q urgent``, one on ``-Q default,bulk``): OTP latency.
+  as the README recommends (one on ``-Q urgent``, one on ``-Q default,bulk``): OTP latency;
+* ``floor`` — ``enqueue_sms`` one by one against a bare loop of the same durable work (one
+  INSERT into sms_messages, one COMMIT, one LPUSH of the same task message to the same queue,
+  written with psycopg and redis-py), in alternating turns (issue 15, target 4);
+* ``cli`` — wall time of ``fibosms --help`` and ``fibosms send`` as processes, 20 runs each, on
+  the bench's PostgreSQL + Redis and on the SQLite default (issue 15, target 5).
 
 ``all`` runs every part. Every process it uses (workers, gateway double, load generator) is
 started and stopped here; the database is dropped and created afresh; Redis gets a database
@@ -73,7 +78,8 @@ from bench.common import (  # noqa: E402
 )
 from bench.procstats import CpuGroup, Phase, TreeWatch, by_name, postgres_backends, tree  # noqa: E402
 
-PARTS = ("ceilings", "enqueue", "single", "bulk", "latency", "ratelimit", "priority")
+PARTS = ("ceilings", "enqueue", "single", "bulk", "latency", "ratelimit", "priority", "floor",
+         "cli")
 DEFAULT_PARTS = ("ceilings", "enqueue", "single", "bulk", "latency")
 QUEUES = ("urgent", "default", "bulk")
 #: the key by which test runs claim a Redis database number (tests/fixtures/services.py)
@@ -92,6 +98,13 @@ TARGET_BULK_FRACTION = 1.0
 TARGET_LATENCY_RATE = 200.0
 TARGET_ENQUEUE_MANY_RATE = 5000.0
 TARGET_OTP_P99 = 1.0
+# the targets of issue 15
+TARGET_FLOOR_FRACTION = 0.8
+TARGET_HELP_SECONDS = 0.15
+TARGET_SEND_SECONDS = 0.3
+#: the libraries `fibosms send` needs on PostgreSQL + Redis, imported and nothing else: the
+#: floor of its start-up
+FLOOR_IMPORTS = "import click, sqlalchemy, psycopg, redis, pydantic, phonenumbers"
 
 
 def phone(i: int) -> str:
@@ -288,6 +301,9 @@ class Options:
     priority_layout: str
     profile: tuple[str, ...]
     profile_gil: bool
+    floor_turns: int
+    floor_messages: int
+    cli_runs: int
     stall_seconds: float
     part_timeout: float
     log_level: str
@@ -322,17 +338,17 @@ class Harness:
             f"uvloop {self.gateway.info['uvloop']})")
 
         self.env = self._env()
-        from fibosms.celeryapp import make_app, publisher_for
         from producer.enqueue import Producer
         from worker.ledger.db import Database
+        from worker.publish import broker_publisher
         from worker.settings import Settings
 
         fibosms_env = {k: v for k, v in self.env.items() if k.startswith("FIBOSMS_")}
         self.settings = Settings.from_env(fibosms_env)
-        self.app = make_app(self.settings)
         self.db = Database(self.settings.database_url)
+        # what producer.enqueue_sms uses: the task messages written through kombu
         self.producer = Producer(settings=self.settings, db=self.db,
-                                 publisher=publisher_for(self.app))
+                                 publisher=broker_publisher(self.settings))
 
         self.watch = TreeWatch(
             lambda: [w.popen.pid for w in self.workers if w.popen.poll() is None]
@@ -1117,6 +1133,181 @@ class Harness:
             self.part_ratelimit()
         if "priority" in parts:
             self.part_priority()
+        if "floor" in parts:
+            self.part_floor()
+        if "cli" in parts:
+            self.part_cli()
+
+    # -- issue 15: enqueue_sms against its floor, and the command line's start-up ---------------
+
+    def bare_loop(self, n: int, offset: int, *, autocommit: bool = False) -> tuple[float, float]:
+        """The durable work of one enqueue_sms with nothing around it: INSERT the row the
+        producer would insert, COMMIT, LPUSH the task message kombu would write for its id onto
+        the same queue. ``autocommit``: the INSERT alone, committed by itself (one round trip
+        instead of BEGIN, INSERT, COMMIT), as enqueue_sms records a plain message. Wall
+        seconds and this process's CPU seconds for ``n``."""
+        import base64
+
+        import psycopg
+
+        from producer.validate import validate
+        from worker.clock import now
+
+        dsn = self.db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        client = redis.Redis.from_url(self.broker_url, socket_timeout=10)
+        template = validate(phone(offset), OTP_TEXT, settings=self.settings, now=now(),
+                            kind="transactional")
+        columns = list(template.row(now()))
+        sql = (f"INSERT INTO sms_messages ({', '.join(columns)}) "  # noqa: S608 - our columns
+               f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id")
+        queue = template.queue
+        origin = f"gen{os.getpid()}@{platform.node()}"
+        reply_to = str(uuid.uuid4())
+        embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        with psycopg.connect(dsn, autocommit=autocommit) as conn:
+            started, cpu = time.monotonic(), time.process_time()
+            for i in range(n):
+                at = now()
+                row = {**template.row(at), "recipient": phone(offset + i)}
+                with conn.cursor() as cur:
+                    cur.execute(sql, [row[c] for c in columns])
+                    fetched = cur.fetchone()
+                    assert fetched is not None
+                    mid = fetched[0]
+                if not autocommit:
+                    conn.commit()
+                task_id = str(uuid.uuid4())
+                body = json.dumps([[mid], {}, embed]).encode()
+                client.lpush(queue, json.dumps({
+                    "body": base64.b64encode(body).decode(),
+                    "content-encoding": "utf-8",
+                    "content-type": "application/json",
+                    "headers": {
+                        "lang": "py", "task": "fibosms.send_sms", "id": task_id,
+                        "shadow": None, "eta": None, "expires": None, "group": None,
+                        "group_index": None, "retries": 0, "timelimit": [None, None],
+                        "root_id": task_id, "parent_id": None, "argsrepr": f"[{mid}]",
+                        "kwargsrepr": "{}", "origin": origin, "ignore_result": None,
+                        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+                    },
+                    "properties": {
+                        "correlation_id": task_id, "reply_to": reply_to, "delivery_mode": 2,
+                        "delivery_info": {"exchange": "", "routing_key": queue},
+                        "priority": 0, "body_encoding": "base64",
+                        "delivery_tag": str(uuid.uuid4()),
+                    },
+                }))
+            secs, cpu_secs = time.monotonic() - started, time.process_time() - cpu
+        client.close()
+        return secs, cpu_secs
+
+    def part_floor(self) -> None:
+        """enqueue_sms one by one against the bare loops, in alternating turns (the machine's
+        other load weighs on each); the ratio of the medians."""
+        n = self.opts.floor_messages
+        turns = self.opts.floor_turns
+        runs: dict[str, list[tuple[float, float]]] = {"bare": [], "bare1": [], "enqueue": []}
+
+        def one(kind: str) -> None:
+            self.reset()
+            if kind == "enqueue":
+                started, cpu = time.monotonic(), time.process_time()
+                self.enqueue_one_by_one(n, kinds=("transactional",))
+                secs, cpu_secs = time.monotonic() - started, time.process_time() - cpu
+            else:
+                secs, cpu_secs = self.bare_loop(n, 0, autocommit=kind == "bare1")
+            if self.broker_remaining() != n:
+                raise BenchError(f"{kind} left {self.broker_remaining()} of {n} tasks")
+            runs[kind].append((n / secs, 1000 * cpu_secs / n))
+
+        # warm-ups: connections opened, statements prepared
+        self.reset()
+        self.bare_loop(50, 0)
+        self.bare_loop(50, 0, autocommit=True)
+        self.enqueue_one_by_one(50, kinds=("transactional",))
+        for turn in range(turns):
+            log(f"floor turn {turn + 1}/{turns}: bare loop, bare autocommit loop, enqueue_sms, "
+                f"× {n} each")
+            for kind in ("bare", "bare1", "enqueue"):
+                one(kind)
+        self.reset()
+
+        def median(kind: str, at: int) -> float:
+            return sorted(r[at] for r in runs[kind])[len(runs[kind]) // 2]
+
+        ratio = median("enqueue", 0) / median("bare", 0)
+        ratio1 = median("enqueue", 0) / median("bare1", 0)
+        self.results["floor"] = {
+            "messages": n, "turns": turns,
+            **{kind: {"rates": [r[0] for r in v], "cpu_ms_per_message": [r[1] for r in v],
+                      "rate_median": median(kind, 0), "cpu_ms_median": median(kind, 1)}
+               for kind, v in runs.items()},
+            "ratio": ratio, "ratio_to_autocommit_floor": ratio1, "loadavg": loadavg(),
+        }
+
+        def note(kind: str) -> str:
+            rates = ", ".join(f"{r[0]:,.0f}" for r in runs[kind])
+            return f"turns {rates}; CPU {median(kind, 1):.2f} ms/msg"
+
+        self.rows.append(Row("floor", f"bare INSERT, COMMIT, LPUSH × {n:,} ({turns} turns)",
+                             median("bare", 0), "msg/s", note=note("bare")))
+        self.rows.append(Row("floor", f"bare autocommitted INSERT, LPUSH × {n:,}",
+                             median("bare1", 0), "msg/s", note=note("bare1")))
+        self.rows.append(Row(
+            "floor", f"enqueue_sms one by one × {n:,}", median("enqueue", 0), "msg/s",
+            target=f"≥ {TARGET_FLOOR_FRACTION} × bare", ok=ratio >= TARGET_FLOOR_FRACTION,
+            note=f"{ratio:.2f} × bare, {ratio1:.2f} × bare autocommit; {note('enqueue')}"))
+
+    def part_cli(self) -> None:
+        """``fibosms --help`` and ``fibosms send`` as a user runs them: a new process each
+        time, wall time from spawn to exit; on the bench's PostgreSQL + Redis, then on the
+        defaults (SQLite ledger and broker files) in a fresh directory."""
+        runs = self.opts.cli_runs
+        script = Path(sys.executable).with_name("fibosms")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "fibosms.cli"]
+        workdir = self.opts.out_dir / "cli-default"
+        workdir.mkdir(parents=True, exist_ok=True)
+        plain = {k: v for k, v in self.env.items() if not k.startswith("FIBOSMS_")}
+        plain["FIBOSMS_ENV_FILE"] = str(workdir / "no.env")
+        subprocess.run([*command, "db", "upgrade"],  # noqa: S603 - our own command
+                       cwd=workdir, env=plain, check=True, capture_output=True, timeout=120)
+        self.reset()
+        results: dict[str, Any] = {}
+        # (label, command line, environment, target); taken in turns, one run of each per
+        # round, so the machine's other load weighs on all of them alike
+        cases: list[tuple[str, list[str], dict[str, str], float | None]] = [
+            ("fibosms --help", [*command, "--help"], self.env, TARGET_HELP_SECONDS),
+            ("fibosms send, PostgreSQL + Redis", [*command, "send", phone(1), OTP_TEXT],
+             self.env, TARGET_SEND_SECONDS),
+            ("fibosms send, SQLite defaults", [*command, "send", phone(2), OTP_TEXT], plain,
+             TARGET_SEND_SECONDS),
+            ("python -c pass (for scale)", [sys.executable, "-c", "pass"], plain, None),
+            ("import of what send needs (for scale)", [sys.executable, "-c", FLOOR_IMPORTS],
+             plain, None),
+        ]
+        walls: dict[str, list[float]] = {label: [] for label, *_ in cases}
+        for _ in range(runs):
+            for label, argv, env, _target in cases:
+                started = time.perf_counter()
+                done = subprocess.run(argv, cwd=workdir, env=env,  # noqa: S603 - our commands
+                                      capture_output=True, timeout=60)
+                walls[label].append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise BenchError(f"{' '.join(argv[-3:])} exited {done.returncode}: "
+                                     f"{done.stderr.decode(errors='replace')[-500:]}")
+        for label, _argv, _env, target in cases:
+            w = walls[label]
+            median = sorted(w)[len(w) // 2]
+            results[label] = {"runs": runs, "median": median, "max": max(w), "min": min(w),
+                              "walls": w}
+            self.rows.append(Row(
+                "cli", f"{label} ({runs} runs, median)", median, "s",
+                target="" if target is None else f"< {target} s",
+                ok=None if target is None else median < target,
+                note=f"min {min(w):.3f} s, max {max(w):.3f} s"))
+        results["loadavg"] = loadavg()
+        self.results["cli"] = results
+        self.reset()
 
 
 def _with_database(admin_url: str, name: str) -> str:
@@ -1196,6 +1387,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
                         "latency-bulk (comma-separated; needs root or ptrace rights)")
     p.add_argument("--profile-gil", action="store_true",
                    help="py-spy --gil: only samples holding the GIL (what serializes threads)")
+    p.add_argument("--floor-turns", type=int, default=9,
+                   help="alternating turns of the bare loops and enqueue_sms (floor part)")
+    p.add_argument("--floor-messages", type=int, default=300,
+                   help="messages per turn of the floor part (short turns: the machine's "
+                        "other load then weighs on every loop alike)")
+    p.add_argument("--cli-runs", type=int, default=20, help="runs of each command (cli part)")
     p.add_argument("--stall-seconds", type=float, default=30.0,
                    help="give up when no message finishes for this long")
     p.add_argument("--part-timeout", type=float, default=600.0, help="longest wait of one drain")
@@ -1245,7 +1442,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         priority_seconds=a.priority_seconds, priority_layout=a.priority_layout,
         priority_concurrency=a.priority_concurrency,
         profile=tuple(x.strip() for x in a.profile.split(",") if x.strip()),
-        profile_gil=a.profile_gil, stall_seconds=a.stall_seconds, part_timeout=a.part_timeout,
+        profile_gil=a.profile_gil, floor_turns=a.floor_turns,
+        floor_messages=a.floor_messages, cli_runs=a.cli_runs,
+        stall_seconds=a.stall_seconds, part_timeout=a.part_timeout,
         log_level=a.log_level.upper(), out_dir=out, as_json=a.as_json,
     )
 

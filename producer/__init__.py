@@ -39,21 +39,16 @@ def default_producer() -> Producer:
     global _producer, _pid
     with _lock:
         if _producer is None or _pid != os.getpid():
-            import worker
-            from worker.brokers import publish_options
             from worker.ledger.db import Database
-            from worker.publish import Publisher
+            from worker.publish import broker_publisher
             from worker.settings import get_settings
 
             settings = get_settings()
+            # Celery's task messages written straight through kombu: no Celery app is built
             _producer = Producer(
                 settings=settings,
                 db=Database(settings.database_url),
-                publisher=Publisher(
-                    worker.app,
-                    batch_size=settings.bulk_batch_size,
-                    **publish_options(settings.broker_url),
-                ),
+                publisher=broker_publisher(settings),
             )
             _pid = os.getpid()
         return _producer

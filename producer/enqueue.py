@@ -20,7 +20,7 @@ from worker.ledger.claims import mark_unpublished
 from worker.ledger.db import Database
 from worker.ledger.idempotency import content_of, stored_content
 from worker.ledger.marketing import held_for_opening
-from worker.ledger.outbox import insert_messages
+from worker.ledger.outbox import insert_messages, insert_one
 from worker.ledger.suppressions import suppressed_among
 from worker.publish import Publishes
 from worker.rules.marketing import in_window, next_opening, parse_window, release_times
@@ -159,10 +159,37 @@ class Producer:
             ids, inserted, fresh, rows = self._record(session, messages, where)
             self._publish_after_commit(session, fresh)
             return ids, inserted, rows
+        if len(messages) == 1 and self._plain(messages[0]):
+            return self._accept_plain(messages[0])
         with self.db.transaction() as own:
             ids, inserted, fresh, rows = self._record(own, messages, where)
         self._publish(fresh)
         return ids, inserted, rows
+
+    def _plain(self, m: NewMessage) -> bool:
+        """Whether recording ``m`` is one INSERT and nothing else: no idempotency key to
+        look up, no campaign, no suppression list to consult, no marketing hours."""
+        return (
+            m.idempotency_key is None
+            and m.campaign is None
+            and m.kind not in self.settings.suppress_kinds
+            and m.kind != Kind.MARKETING
+        )
+
+    def _accept_plain(
+        self, m: NewMessage
+    ) -> tuple[list[int], list[int], list[dict[str, Any]]]:
+        """The usual ``enqueue_sms``: the row committed by one statement, then published."""
+        row = m.row(now())
+        message_id = insert_one(self.db, row)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "accepted message %s to %s (%s, %d segment(s))",
+                message_id, mask_phone(m.recipient), m.kind, m.segments,
+            )
+        if m.publish_now:
+            self._publish([(message_id, m.queue)])
+        return [message_id], [0], [row]
 
     def _record(
         self, session: Session, messages: list[NewMessage], where: str

@@ -15,39 +15,34 @@ import math
 from typing import Any
 
 from celery.schedules import crontab
-from kombu.entity import Exchange, Queue
 
 from worker.brokers import (
     DELIVER_ALERTS_TASK,
     POLL_BALANCE_TASK,
     POLL_TOTALS_TASK,
-    QUEUES,
-    QUORUM,
     RECONCILE_DAY_TASK,
-    REDIS_SOCKET_TIMEOUT_SECONDS,
     SEND_BATCH_TASK,
     SEND_TASK,
-    SENTINEL_SOCKET_TIMEOUT_SECONDS,
     SWEEP_TASK,
-    VISIBILITY_TIMEOUT_SECONDS,
     has_fanout,
-    is_amqp,
-    is_redis_family,
-    is_sentinel,
     state_url,
 )
+from worker.publish import PUBLISH_RETRY_POLICY, task_queues, transport_options
 from worker.settings import Settings
 from worker.settings.rules import token_wait_seconds
 
-#: how hard one publish tries before the message is left to the sweep (it is committed).
-#: With an unresponsive broker each try costs up to REDIS_SOCKET_TIMEOUT_SECONDS, plus one
-#: more for the reconnection's handshake: one retry keeps an enqueue under ~3.5 s.
-PUBLISH_RETRY_POLICY = {
-    "max_retries": 1,
-    "interval_start": 0.1,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
+# the publishing side (retry policy, transport options, queues) is shared with
+# worker.publish, which publishes without a Celery app; re-exported here, beside the rest
+# of Celery's configuration
+__all__ = [
+    "PUBLISH_RETRY_POLICY",
+    "beat_schedule",
+    "build",
+    "send_time_limits",
+    "shutdown_bound_seconds",
+    "task_queues",
+    "transport_options",
+]
 
 #: seconds a send task gets beyond its gateway calls: the claim, the transaction that
 #: records the outcome, publishing a short retry
@@ -82,43 +77,6 @@ def send_time_limits(settings: Settings) -> dict[str, tuple[float, float]]:
 def shutdown_bound_seconds(settings: Settings) -> float:
     """The longest a warm shutdown waits for running send tasks: the largest hard limit."""
     return max(hard for _, hard in send_time_limits(settings).values())
-
-
-def transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu's transport options for the broker ``settings`` name."""
-    url = settings.broker_url
-    if is_redis_family(url):
-        options: dict[str, Any] = {
-            "visibility_timeout": max(
-                VISIBILITY_TIMEOUT_SECONDS, int(settings.sending_timeout_seconds * 2)
-            ),
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-        }
-        if is_sentinel(url):
-            options["master_name"] = settings.broker_sentinel_master
-            options["sentinel_kwargs"] = {
-                "socket_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
-                "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT_SECONDS,
-            }
-        return options
-    if is_amqp(url):
-        # a publish returns once RabbitMQ has the message on a quorum of its nodes; one
-        # that is not confirmed in time raises, and the row is left to the sweep
-        # (each publish waits at most brokers.AMQP_CONFIRM_TIMEOUT_SECONDS, publish.py)
-        return {"confirm_publish": True}
-    return {}
-
-
-def task_queues(settings: Settings) -> tuple[Queue, ...]:
-    """urgent, default and bulk. With RabbitMQ: quorum queues (replicated, durable) behind
-    topic exchanges, which Celery's native delayed delivery needs for short retries."""
-    if not is_amqp(settings.broker_url):
-        return tuple(Queue(name) for name in QUEUES)
-    return tuple(
-        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=QUORUM)
-        for name in QUEUES
-    )
 
 
 def build(settings: Settings) -> dict[str, Any]:

@@ -193,10 +193,11 @@ def database() -> Any:
 
 
 def publisher() -> Any:
-    """A publisher on the broker named by the settings."""
-    from fibosms.celeryapp import make_app, publisher_for
+    """A publisher on the broker named by the settings: Celery's task messages, written
+    through kombu without building a Celery app (``worker.publish.BrokerPublisher``)."""
+    from worker.publish import broker_publisher
 
-    return publisher_for(make_app(settings()))
+    return broker_publisher(settings())
 
 
 def emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
@@ -72,7 +71,6 @@ class Resources:
     keys: KeyCache
     limiter: RequestLimiter
     redis: redis.Redis | None
-    celery: Any = None
 
     def close(self) -> None:
         self.db.dispose()
@@ -82,11 +80,11 @@ class Resources:
 
 def open_resources(settings: Settings) -> Resources:
     """Connect nothing yet: engines and pools connect on first use."""
-    from fibosms.celeryapp import make_app, publisher_for
+    from worker.publish import broker_publisher
     from worker.redisconn import state_client
 
-    celery = make_app(settings)
-    publisher = publisher_for(celery)
+    # Celery's task messages, written without a Celery app (docs/decisions.md, 10)
+    publisher = broker_publisher(settings)
     db = Database(settings.database_url)
     # the shared-state Redis (FIBOSMS_REDIS_URL, or the broker's; Sentinel too); without
     # one each API process keeps its own limits
@@ -99,5 +97,4 @@ def open_resources(settings: Settings) -> Resources:
         keys=KeyCache(db),
         limiter=make_request_limiter(settings.api_rate_limit, client),
         redis=client,
-        celery=celery,
     )

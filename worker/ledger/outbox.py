@@ -15,12 +15,14 @@ from sqlalchemy import Insert, Table, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.ledger.db import Database
 from worker.ledger.models import Message
 
 #: rows per INSERT statement
 BATCH_SIZE = 1000
 
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_INSERT_ONE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('sms_messages', 'id')) "
     "FROM generate_series(1, :count)"
@@ -62,6 +64,10 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> Reco
             for row, new_id in zip(batch, new_ids, strict=True):
                 row["id"] = new_id
             session.connection().execute(insert(_MESSAGES), batch)
+        elif len(batch) == 1:
+            # one row (enqueue_sms): a Core statement on the session's connection, without
+            # the ORM's bulk-insert machinery around it
+            new_ids = [session.connection().execute(_INSERT_ONE, batch[0]).scalar_one()]
         else:
             result = session.execute(
                 insert(Message).returning(Message.id, sort_by_parameter_order=True), batch
@@ -96,6 +102,21 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> Reco
             new_keys = {k for k, mid in existing.items() if by_key[k]["id"] == mid}
         inserted.extend(first[key] for key in by_key if key in new_keys)
     return Recorded(ids=[i for i in ids if i is not None], inserted=inserted)
+
+
+def insert_one(db: Database, row: Mapping[str, Any]) -> int:
+    """Insert one ``sms_messages`` row without an idempotency key; it is committed when this
+    returns. Its id.
+
+    On PostgreSQL the INSERT runs alone, autocommitted: a single statement is atomic and
+    durable by itself, and it costs one round trip where a transaction around it costs
+    three (BEGIN, INSERT, COMMIT). Elsewhere, a transaction as for any batch.
+    """
+    if db.dialect == "postgresql":
+        with db.autocommit() as connection:
+            return int(connection.execute(_INSERT_ONE, dict(row)).scalar_one())
+    with db.transaction() as session:
+        return insert_messages(session, [row]).ids[0]
 
 
 def ids_for_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:

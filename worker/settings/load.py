@@ -2,8 +2,8 @@
 
 Values are strings until pydantic validates them against the declaration in
 :mod:`worker.settings.model`; a failure becomes a one-line :class:`SettingsError` that names
-the variable and what it must be. The process environment and the dotenv file are read by
-pydantic-settings, the real environment winning.
+the variable and what it must be. The process environment and the dotenv file (read with
+python-dotenv) give the strings, the real environment winning.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, TypeAdapter, ValidationError, create_model
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import TypeAdapter, ValidationError
 
 from worker.brokers import sentinel_nodes
 from worker.kinds import Kind
@@ -31,7 +31,6 @@ from worker.settings.model import (
     DEMO_CLIENT_NO,
     DEMO_CLIENT_PASS,
     FIBO_API_URL,
-    PREFIX,
     SANDBOX_HOST,
     SANDBOX_PORT,
     Settings,
@@ -59,41 +58,28 @@ def _adapter() -> TypeAdapter[Settings]:
     return TypeAdapter(Settings)
 
 
-class _Environment(BaseSettings):
-    """Base of the model pydantic-settings fills from the environment and the dotenv file."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, case_sensitive=True, extra="ignore", env_file_encoding="utf-8"
-    )
-
-
-@functools.cache
-def _environment_model() -> type[BaseModel]:
-    """One optional string per variable we read; pydantic validates them later."""
-    fields: dict[str, Any] = {
-        name.removeprefix(PREFIX): (str | None, None) for name in env_names()
-    }
-    model: type[BaseModel] = create_model("FibosmsEnvironment", __base__=_Environment, **fields)
-    return model
-
-
 def process_env() -> dict[str, str]:
-    """The ``FIBOSMS_*`` variables of the process environment and the dotenv file."""
+    """The ``FIBOSMS_*`` variables of the process environment and the dotenv file; a
+    variable set in the environment wins over the file."""
     dotenv = os.environ.get("FIBOSMS_ENV_FILE") or ".env"
-    env_file: str | None = None
+    from_file: Mapping[str, str | None] = {}
     if os.path.lexists(dotenv):
         read_capped("FIBOSMS_ENV_FILE", dotenv, ENV_FILE_MAX_BYTES)  # size, kind, UTF-8
-        env_file = dotenv
-    try:
-        values = _environment_model()(_env_file=env_file)
-    except (UnicodeDecodeError, OSError, ValidationError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
-        raise SettingsError(f"FIBOSMS_ENV_FILE cannot be read ({dotenv}): {reason}") from None
-    return {
-        PREFIX + key: value
-        for key, value in values.model_dump().items()
-        if isinstance(value, str)
-    }
+        try:
+            from_file = dotenv_values(dotenv, encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+            raise SettingsError(
+                f"FIBOSMS_ENV_FILE cannot be read ({dotenv}): {reason}"
+            ) from None
+    found: dict[str, str] = {}
+    for name in env_names():
+        value = os.environ.get(name)
+        if value is None:
+            value = from_file.get(name)
+        if isinstance(value, str):
+            found[name] = value
+    return found
 
 
 def read_env(env: Mapping[str, str] | None = None) -> Settings:
