@@ -17,6 +17,7 @@ from worker.errors import IdempotencyConflict, ValidationError
 from worker.kinds import Kind
 from worker.ledger.campaigns import ensure_campaign
 from worker.ledger.claims import mark_unpublished
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.idempotency import content_of, stored_content
 from worker.ledger.marketing import held_for_opening
@@ -169,7 +170,9 @@ class Producer:
     ) -> tuple[list[int], list[int], list[tuple[int, str]], list[dict[str, Any]]]:
         """Insert the rows; returns every id in order, the positions inserted, the
         (id, queue) pairs to publish, and the rows."""
-        at = now()
+        # the ledger's times are the database's: a producer host whose clock runs ahead
+        # must not record an immediate message as due in the future
+        at = database_now(session)
         kinds = self.settings.suppress_kinds
         checked = [m.recipient for m in messages if m.kind in kinds]
         listed = suppressed_among(session, checked) if checked else set()

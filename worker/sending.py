@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from worker.breaker import Breaker, NoBreaker
 from worker.brokers import COUNTDOWN_MAX_SECONDS
-from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE, SUBSCRIBER_REFUSES
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
@@ -35,7 +34,9 @@ from worker.ledger.claims import (
     finish_late,
     give_back,
     mark_unpublished,
+    unpublish_early,
 )
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.models import Status
 from worker.ledger.suppressions import GATEWAY, add_suppressions
@@ -157,14 +158,16 @@ def _run(
     rng: random.Random | None,
     call: Callable[[list[ClaimedMessage]], Iterator[list[Attempted]]],
 ) -> dict[int, Result]:
-    now = utcnow()
     wait_seconds = gate.breaker.wait_seconds()
     if wait_seconds > 0:
         with db.transaction() as session:
+            now = database_now(session)
             defer(session, ids, now + timedelta(seconds=wait_seconds), now)
         return dict.fromkeys(ids, Result.DEFERRED)
 
     with db.transaction() as session:
+        # one clock for every host: the database's (docs/multi-host.md, "Clocks")
+        now = database_now(session)
         claimed = claim_many(session, ids, now, MarketingPolicy.from_settings(settings))
         taken = {m.id for m in claimed}
         results = _unclaimed(session, [i for i in ids if i not in taken], now)
@@ -206,6 +209,10 @@ def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Res
     if waiting:
         # the sweep publishes them again once sending resumes
         mark_unpublished(session, waiting)
+    skipped = [i for i, r in results.items() if r is Result.SKIPPED]
+    if skipped:
+        # a task this host's clock let out early: the sweep publishes it once it is due
+        unpublish_early(session, skipped, now)
     return results
 
 
@@ -262,10 +269,11 @@ def _record(
     publisher: Publishes,
 ) -> dict[int, Result]:
     """Write every decision in one transaction; publish short retries with a countdown."""
-    now = utcnow()
     results: dict[int, Result] = {}
     countdowns: list[tuple[ClaimedMessage, float]] = []
     with db.transaction() as session:
+        # a retry falls due by the database's clock, whatever this host's clock says
+        now = database_now(session)
         for msg, decision in decided:
             if decision is None:
                 give_back(session, msg.holder, now)
