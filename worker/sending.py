@@ -34,7 +34,8 @@ from worker.ledger.claims import (
     finish_late,
     give_back,
     mark_unpublished,
-    unpublish_early,
+    publish_if_resumed,
+    unpublish_unclaimed,
 )
 from worker.ledger.clock import database_now
 from worker.ledger.db import Database
@@ -170,7 +171,9 @@ def _run(
         now = database_now(session)
         claimed = claim_many(session, ids, now, MarketingPolicy.from_settings(settings))
         taken = {m.id for m in claimed}
-        results = _unclaimed(session, [i for i in ids if i not in taken], now)
+        results, stranded = _unclaimed(session, [i for i in ids if i not in taken], now)
+    if stranded:
+        _publish_if_resumed(stranded, db=db, publisher=publisher)
     for attempted in call(claimed):
         decided = [
             (msg, None if outcome is None else decide(
@@ -187,11 +190,14 @@ def _run(
     return results
 
 
-def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Result]:
-    """Why each id was not claimed: expired, paused, or simply not ours."""
+def _unclaimed(
+    session: Session, ids: list[int], now: datetime
+) -> tuple[dict[int, Result], list[int]]:
+    """Why each id was not claimed: expired, paused, or simply not ours; and the due ids
+    left unpublished because the account was (or, as the claim ran, had been) paused."""
     results: dict[int, Result] = {}
     if not ids:
-        return results
+        return results, []
     paused: bool | None = None
     for message_id in ids:
         if expire_if_due(session, message_id, now):
@@ -209,11 +215,24 @@ def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Res
     if waiting:
         # the sweep publishes them again once sending resumes
         mark_unpublished(session, waiting)
+    # a task let out before its row was due (this host's clock ahead of the one that set
+    # its countdown), or a due row the claim found paused and a resume freed since: left
+    # unpublished, so the sweep publishes it once due instead of republish_after_seconds on
     skipped = [i for i, r in results.items() if r is Result.SKIPPED]
-    if skipped:
-        # a task this host's clock let out early: the sweep publishes it once it is due
-        unpublish_early(session, skipped, now)
-    return results
+    return results, waiting + unpublish_unclaimed(session, skipped, now)
+
+
+def _publish_if_resumed(ids: list[int], *, db: Database, publisher: Publishes) -> None:
+    """Publish again the rows a pause left waiting, if sending has resumed meanwhile: a
+    resume that committed while this claim ran published what waited before these were
+    marked, and the sweep's next pass may be a while off."""
+    with db.transaction() as session:
+        items = publish_if_resumed(session, ids, database_now(session))
+    if items:
+        failed = publisher.publish(items)
+        if failed:
+            with db.transaction() as session:
+                mark_unpublished(session, failed)
 
 
 def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate) -> Outcome:

@@ -370,25 +370,57 @@ def _finish(session: Session, holder: Holder, t: Transition, now: datetime, *, l
     return True
 
 
-def unpublish_early(session: Session, ids: list[int], now: datetime) -> int:
-    """Rows among ``ids`` whose task came before they were due (past the slack): left to
-    the sweep, which publishes them once they are due; how many.
+def unpublish_unclaimed(session: Session, ids: list[int], now: datetime) -> list[int]:
+    """Sendable rows among ``ids`` whose task was consumed without a claim: published no
+    more, so the sweep publishes them once due; the ids of those already due.
 
-    A task comes early when the host that holds its countdown runs ahead of the one that
-    set it; left published, the row would wait ``republish_after_seconds`` for the sweep.
+    A task comes before its row is due when the host that holds its countdown runs ahead
+    of the one that set it; a due row goes unclaimed when the account was paused as the
+    claim ran (a resume may commit between the claim and this statement). Left published,
+    either would wait ``republish_after_seconds`` for the sweep.
     """
-    result = session.execute(
+    if not ids:
+        return []
+    rows = session.execute(
         update(Message)
         .where(
             Message.id.in_(ids),
             Message.status.in_(SENDABLE),
-            Message.next_attempt_at > now + timedelta(seconds=DUE_SLACK_SECONDS),
             Message.published_at.is_not(None),
         )
         .values(published_at=None)
+        .returning(Message.id, Message.next_attempt_at)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
+    return [row.id for row in rows if row.next_attempt_at <= due_by]
+
+
+def publish_if_resumed(session: Session, ids: list[int], now: datetime) -> list[tuple[int, str]]:
+    """Mark published ``now`` the due, unpublished, sendable rows among ``ids``, unless the
+    account is paused; their (id, queue), to publish after the commit.
+
+    For rows whose task found the account paused: a resume that committed while their claim
+    ran may have published what waited just before they were marked unpublished.
+    """
+    if not ids:
+        return []
+    due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
+    rows = session.execute(
+        update(Message)
+        .where(
+            Message.id.in_(ids),
+            Message.status.in_(SENDABLE),
+            Message.published_at.is_(None),
+            Message.hold_reason.is_(None),
+            Message.next_attempt_at <= due_by,
+            ~exists().where(AccountState.paused.is_(True)),
+        )
+        .values(published_at=now)
+        .returning(Message.id, Message.queue)
+        .execution_options(synchronize_session=False)
+    )
+    return [(row.id, row.queue) for row in rows]
 
 
 def mark_unpublished(session: Session, ids: list[int]) -> None:
