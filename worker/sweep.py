@@ -147,14 +147,18 @@ def publish_due(
     settings: Settings,
     db: Database,
     publisher: Publishes,
-    now: datetime,
+    now: datetime | None = None,
     budget_seconds: float = PUBLISH_BUDGET_SECONDS,
 ) -> tuple[int, int]:
     """Publish due rows not in flight, a batch at a time; returns (published, failed).
 
     It goes on while whole batches come back and ``budget_seconds`` last, so a backlog
-    after an outage drains in one pass instead of one batch per tick.
+    after an outage drains in one pass instead of one batch per tick. Due by the
+    database's clock, unless ``now`` stands in for it.
     """
+    if now is None:
+        with db.sessions() as session:
+            now = database_now(session)
     deadline = time.monotonic() + budget_seconds
     published_before = now - timedelta(seconds=settings.republish_after_seconds)
     published = failed = 0
