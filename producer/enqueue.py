@@ -17,10 +17,11 @@ from worker.errors import IdempotencyConflict, ValidationError
 from worker.kinds import Kind
 from worker.ledger.campaigns import ensure_campaign
 from worker.ledger.claims import mark_unpublished
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.idempotency import content_of, stored_content
 from worker.ledger.marketing import held_for_opening
-from worker.ledger.outbox import insert_messages, insert_one
+from worker.ledger.outbox import insert_due_now, insert_messages
 from worker.ledger.suppressions import suppressed_among
 from worker.publish import Publishes
 from worker.rules.marketing import in_window, next_opening, parse_window, release_times
@@ -160,17 +161,20 @@ class Producer:
             self._publish_after_commit(session, fresh)
             return ids, inserted, rows
         if len(messages) == 1 and self._plain(messages[0]):
-            return self._accept_plain(messages[0])
+            accepted = self._accept_plain(messages[0])
+            if accepted is not None:
+                return accepted
         with self.db.transaction() as own:
             ids, inserted, fresh, rows = self._record(own, messages, where)
         self._publish(fresh)
         return ids, inserted, rows
 
     def _plain(self, m: NewMessage) -> bool:
-        """Whether recording ``m`` is one INSERT and nothing else: no idempotency key to
-        look up, no campaign, no suppression list to consult, no marketing hours."""
+        """Whether recording ``m`` is one INSERT and nothing else: due now, no idempotency
+        key to look up, no campaign, no suppression list to consult, no marketing hours."""
         return (
-            m.idempotency_key is None
+            m.publish_now
+            and m.idempotency_key is None
             and m.campaign is None
             and m.kind not in self.settings.suppress_kinds
             and m.kind != Kind.MARKETING
@@ -178,17 +182,22 @@ class Producer:
 
     def _accept_plain(
         self, m: NewMessage
-    ) -> tuple[list[int], list[int], list[dict[str, Any]]]:
-        """The usual ``enqueue_sms``: the row committed by one statement, then published."""
+    ) -> tuple[list[int], list[int], list[dict[str, Any]]] | None:
+        """The usual ``enqueue_sms``: the row committed by one statement stamped with the
+        database's clock, then published. None where the database cannot do that in one
+        statement (SQLite): the caller takes the transaction's path."""
         row = m.row(now())
-        message_id = insert_one(self.db, row)
+        done = insert_due_now(self.db, row)
+        if done is None:
+            return None
+        message_id, at = done
+        row.update(created_at=at, updated_at=at, next_attempt_at=at, published_at=at)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "accepted message %s to %s (%s, %d segment(s))",
                 message_id, mask_phone(m.recipient), m.kind, m.segments,
             )
-        if m.publish_now:
-            self._publish([(message_id, m.queue)])
+        self._publish([(message_id, m.queue)])
         return [message_id], [0], [row]
 
     def _record(
@@ -196,7 +205,9 @@ class Producer:
     ) -> tuple[list[int], list[int], list[tuple[int, str]], list[dict[str, Any]]]:
         """Insert the rows; returns every id in order, the positions inserted, the
         (id, queue) pairs to publish, and the rows."""
-        at = now()
+        # the ledger's times are the database's: a producer host whose clock runs ahead
+        # must not record an immediate message as due in the future
+        at = database_now(session)
         kinds = self.settings.suppress_kinds
         checked = [m.recipient for m in messages if m.kind in kinds]
         listed = suppressed_among(session, checked) if checked else set()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.clock import now as utcnow
 from worker.ledger.claims import mark_unpublished
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.deadletters import open_failures_with_code, requeue_dead
 from worker.publish import Publishes
@@ -20,8 +20,9 @@ def replay(
     by: str = "cli",
 ) -> list[int]:
     """Requeue dead messages (by id, or every open failure with ``code``); returns the ids."""
-    now = utcnow()
     with db.transaction() as session:
+        # due now by the database's clock, which the claim judges by
+        now = database_now(session)
         targets = set(message_ids)
         if code is not None:
             targets |= open_failures_with_code(session, code)

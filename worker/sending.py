@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from worker.breaker import Breaker, NoBreaker
 from worker.brokers import COUNTDOWN_MAX_SECONDS
 from worker.callwindow import CallWindow, NoWindow
-from worker.clock import now as utcnow
 from worker.codes import INSUFFICIENT_BALANCE, SUBSCRIBER_REFUSES
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
@@ -37,7 +36,10 @@ from worker.ledger.claims import (
     finish_sent,
     give_back,
     mark_unpublished,
+    publish_if_resumed,
+    unpublish_unclaimed,
 )
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.models import Status
 from worker.ledger.suppressions import GATEWAY, add_suppressions
@@ -167,17 +169,21 @@ def _run(
     rng: random.Random | None,
     call: Callable[[list[ClaimedMessage]], Iterator[list[Attempted]]],
 ) -> dict[int, Result]:
-    now = utcnow()
     wait_seconds = gate.breaker.wait_seconds()
     if wait_seconds > 0:
         with db.transaction() as session:
+            now = database_now(session)
             defer(session, ids, now + timedelta(seconds=wait_seconds), now)
         return dict.fromkeys(ids, Result.DEFERRED)
 
     with db.transaction() as session:
+        # one clock for every host: the database's (docs/multi-host.md, "Clocks")
+        now = database_now(session)
         claimed = claim_many(session, ids, now, MarketingPolicy.from_settings(settings))
         taken = {m.id for m in claimed}
-        results = _unclaimed(session, [i for i in ids if i not in taken], now)
+        results, stranded = _unclaimed(session, [i for i in ids if i not in taken], now)
+    if stranded:
+        _publish_if_resumed(stranded, db=db, publisher=publisher)
     for attempted in call(claimed):
         decided = [
             (msg, None if outcome is None else decide(
@@ -194,11 +200,14 @@ def _run(
     return results
 
 
-def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Result]:
-    """Why each id was not claimed: expired, paused, or simply not ours."""
+def _unclaimed(
+    session: Session, ids: list[int], now: datetime
+) -> tuple[dict[int, Result], list[int]]:
+    """Why each id was not claimed: expired, paused, or simply not ours; and the due ids
+    left unpublished because the account was (or, as the claim ran, had been) paused."""
     results: dict[int, Result] = {}
     if not ids:
-        return results
+        return results, []
     paused: bool | None = None
     for message_id in ids:
         if expire_if_due(session, message_id, now):
@@ -216,7 +225,24 @@ def _unclaimed(session: Session, ids: list[int], now: datetime) -> dict[int, Res
     if waiting:
         # the sweep publishes them again once sending resumes
         mark_unpublished(session, waiting)
-    return results
+    # a task let out before its row was due (this host's clock ahead of the one that set
+    # its countdown), or a due row the claim found paused and a resume freed since: left
+    # unpublished, so the sweep publishes it once due instead of republish_after_seconds on
+    skipped = [i for i, r in results.items() if r is Result.SKIPPED]
+    return results, waiting + unpublish_unclaimed(session, skipped, now)
+
+
+def _publish_if_resumed(ids: list[int], *, db: Database, publisher: Publishes) -> None:
+    """Publish again the rows a pause left waiting, if sending has resumed meanwhile: a
+    resume that committed while this claim ran published what waited before these were
+    marked, and the sweep's next pass may be a while off."""
+    with db.transaction() as session:
+        items = publish_if_resumed(session, ids, database_now(session))
+    if items:
+        failed = publisher.publish(items)
+        if failed:
+            with db.transaction() as session:
+                mark_unpublished(session, failed)
 
 
 def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate) -> Outcome:
@@ -273,10 +299,11 @@ def _record(
     publisher: Publishes,
 ) -> dict[int, Result]:
     """Write every decision in one transaction; publish short retries with a countdown."""
-    now = utcnow()
     results: dict[int, Result] = {}
     countdowns: list[tuple[ClaimedMessage, float]] = []
     with db.transaction() as session:
+        # a retry falls due by the database's clock, whatever this host's clock says
+        now = database_now(session)
         recorded = _record_sent(session, decided, now)
         for msg, decision in decided:
             if msg.id in recorded:

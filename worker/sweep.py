@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from worker.brokerstate import BrokerMarker, DurableBroker
-from worker.clock import now as utcnow
 from worker.decide import decide
 from worker.errors import AmbiguousError
 from worker.ledger.account import is_paused
 from worker.ledger.claims import finish_attempt, mark_unpublished
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.sweeping import StalledAttempt, forget_publishes, stalled_attempts, take_due
 from worker.publish import Publishes
@@ -58,8 +58,10 @@ def sweep(
     marker: BrokerMarker | None = None,
     now: datetime | None = None,
 ) -> SweepReport:
-    """One pass of the sweep."""
-    now = now or utcnow()
+    """One pass of the sweep, judged by the database's clock (``now`` stands in for it)."""
+    if now is None:
+        with db.sessions() as session:
+            now = database_now(session)
     marker = marker or DurableBroker()
     recovered = recover_stale(settings=settings, db=db, now=now)
     broker_lost = forget_lost_publishes(db=db, marker=marker)
@@ -145,14 +147,18 @@ def publish_due(
     settings: Settings,
     db: Database,
     publisher: Publishes,
-    now: datetime,
+    now: datetime | None = None,
     budget_seconds: float = PUBLISH_BUDGET_SECONDS,
 ) -> tuple[int, int]:
     """Publish due rows not in flight, a batch at a time; returns (published, failed).
 
     It goes on while whole batches come back and ``budget_seconds`` last, so a backlog
-    after an outage drains in one pass instead of one batch per tick.
+    after an outage drains in one pass instead of one batch per tick. Due by the
+    database's clock, unless ``now`` stands in for it.
     """
+    if now is None:
+        with db.sessions() as session:
+            now = database_now(session)
     deadline = time.monotonic() + budget_seconds
     published_before = now - timedelta(seconds=settings.republish_after_seconds)
     published = failed = 0

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from producer.enqueue import Producer
 from tests.fixtures.recording import RecordingPublisher
+from worker.ledger.account import pause, resume
 from worker.ledger.attempts import attempts_of
 from worker.ledger.claims import (
     claim,
@@ -17,7 +18,10 @@ from worker.ledger.claims import (
     finish_attempt,
     finish_sent,
     give_back,
+    publish_if_resumed,
+    unpublish_unclaimed,
 )
+from worker.ledger.clock import database_now
 from worker.ledger.db import Database
 from worker.ledger.models import Failure, Message, Status
 from worker.rules.marketing import DEFAULT_POLICY, parse_window
@@ -86,6 +90,56 @@ def test_a_row_not_yet_due_is_not_claimed(database: Database) -> None:
     with database.transaction() as s:
         assert claim(s, mid, now()) is None
     assert row(database, mid).status == "queued"
+
+
+def test_the_claim_judges_due_by_the_database_clock(database: Database) -> None:
+    with database.sessions() as s:
+        db_now = database_now(s)
+    assert abs((db_now - now()).total_seconds()) < 1.0
+    soon = new_message(database, send_at=db_now + timedelta(seconds=30))
+    due = new_message(database)
+    with database.transaction() as s:
+        # no time given: the database's, by which one is due and the other is not
+        assert claim(s, soon) is None
+        assert claim(s, due) is not None
+    assert row(database, soon).status == "queued"
+    claimed_at = row(database, due).claimed_at
+    assert claimed_at is not None and claimed_at >= db_now
+
+
+def test_a_task_that_came_early_leaves_its_row_to_the_sweep(database: Database) -> None:
+    mid = new_message(database)
+    later = now() + timedelta(minutes=1)
+    with database.transaction() as s:
+        s.execute(update(Message).where(Message.id == mid).values(
+            status="retrying", next_attempt_at=later, published_at=later))
+        assert unpublish_unclaimed(s, [mid], now()) == []
+    assert row(database, mid).published_at is None
+    # not due: nothing to publish yet, paused or not
+    with database.transaction() as s:
+        assert publish_if_resumed(s, [mid], now()) == []
+
+
+def test_a_row_whose_task_found_the_account_paused_is_published_once_resumed(
+    database: Database,
+) -> None:
+    mid = new_message(database)
+    queue = row(database, mid).queue
+    assert row(database, mid).published_at is not None
+    with database.transaction() as s:
+        assert pause(s, code=14, reason="test", message_id=mid, now=now())
+        assert unpublish_unclaimed(s, [mid], now()) == [mid]
+    assert row(database, mid).published_at is None
+    with database.transaction() as s:
+        assert publish_if_resumed(s, [mid], now()) == []
+    assert row(database, mid).published_at is None
+    with database.transaction() as s:
+        assert resume(s, by="test", now=now())
+        assert publish_if_resumed(s, [mid], now()) == [(mid, queue)]
+    assert row(database, mid).published_at is not None
+    # published once: a second pass finds nothing left to publish
+    with database.transaction() as s:
+        assert publish_if_resumed(s, [mid], now()) == []
 
 
 def test_an_expired_row_is_marked_expired_and_never_claimed(database: Database) -> None:

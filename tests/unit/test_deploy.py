@@ -373,3 +373,174 @@ def test_the_api_is_deployed_on_loopback_or_inside_the_cluster_only() -> None:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v1/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
+
+
+# -- the other brokers: Redis Sentinel and RabbitMQ, layered on the compose file ------------
+
+SENTINEL_COMPOSE = DEPLOY / "docker-compose.sentinel.yml"
+RABBITMQ_COMPOSE = DEPLOY / "docker-compose.rabbitmq.yml"
+SENTINEL_CONF = DEPLOY / "sentinel" / "sentinel.conf"
+RABBITMQ_CONF = DEPLOY / "rabbitmq" / "rabbitmq.conf"
+#: what the compose files read from deploy/.env, for the checks below
+DOT_ENV = {
+    "POSTGRES_PASSWORD": "x", "FIBOSMS_CLIENT_NO": "CL1", "FIBOSMS_SENDER_NAME": "",
+    "RABBITMQ_PASSWORD": "y",
+}
+
+
+def merged(*paths: Path) -> dict[str, Any]:
+    """The compose files as ``docker compose -f … -f …`` merges them: mappings key by key,
+    anything else replaced by the later file."""
+
+    def merge(base: Any, over: Any) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {k: merge(base[k], v) if k in base else v for k, v in over.items()} | {
+                k: v for k, v in base.items() if k not in over
+            }
+        return over
+
+    result: dict[str, Any] = {}
+    for path in paths:
+        result = merge(result, yaml.safe_load(path.read_text()))
+    return result
+
+
+def interpolated(value: str) -> str:
+    """``${NAME:?…}`` and ``${NAME:-…}`` replaced from DOT_ENV, as compose would."""
+    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda m: DOT_ENV[m.group(1)], value)
+
+
+def fibosms_services(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in data["services"].items()
+            if str(s.get("image", "")).startswith("fibosms")}
+
+
+def settings_of(env: dict[str, str], tmp: Path) -> Any:
+    """The settings a process given ``env`` would run with (its password file in ``tmp``)."""
+    from worker.settings import Settings
+
+    files = {}
+    for name in ("FIBOSMS_CLIENT_PASS_FILE", "FIBOSMS_FLOWER_BASIC_AUTH_FILE"):
+        if name in env:
+            files[name] = str(tmp / name.lower())
+            Path(files[name]).write_text("ops:from-the-secret-file")
+    return Settings.from_env({**env, **files, "FIBOSMS_ENV_FILE": str(tmp / "no.env")})
+
+
+def compose_env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: interpolated(str(v)) for k, v in service["environment"].items()}
+
+
+def sentinel_directives() -> list[list[str]]:
+    return [
+        line.split() for line in SENTINEL_CONF.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_the_sentinel_example_gives_every_process_the_sentinels_of_its_compose_file(
+    tmp_path: Path,
+) -> None:
+    over = yaml.safe_load(SENTINEL_COMPOSE.read_text())
+    data = merged(COMPOSE, SENTINEL_COMPOSE)
+    services = data["services"]
+    sentinels = sorted(n for n in services if n.startswith("sentinel-"))
+    assert sentinels == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    assert "--replicaof" in command(services["redis-replica"])
+    # the monitor line: the master name the processes are given, the base file's Redis, and
+    # a quorum that is a majority of the three
+    [monitor] = [d for d in sentinel_directives() if d[:2] == ["sentinel", "monitor"]]
+    master, host, port, quorum = monitor[2:]
+    assert (host, port, int(quorum)) == ("redis", "6379", 2)
+    assert ["sentinel", "resolve-hostnames", "yes"] in sentinel_directives()
+    for name in sentinels:
+        assert any(v.startswith("./sentinel/sentinel.conf:") for v in services[name]["volumes"])
+        assert "redis-sentinel /data/sentinel.conf" in " ".join(command(services[name]))
+    # every fibosms process of the base file is overridden, none is left on plain Redis
+    assert set(fibosms_services(data)) <= set(over["services"])
+    for name, service in fibosms_services(data).items():
+        settings = settings_of(compose_env(service), tmp_path)
+        assert settings.broker_sentinel_master == master, name
+        for url in (settings.broker_url, settings.redis_url):
+            parts = [p for p in str(url).split(";") if p]
+            assert sorted(p.split("//")[1].split(":")[0] for p in parts) == sentinels, name
+            assert all(p.endswith(":26379/0") or p.endswith(":26379/1") for p in parts), name
+        # the password still only as a file
+        assert service["environment"]["FIBOSMS_CLIENT_PASS_FILE"] == "/run/secrets/fibo_client_pass"
+        if name != "migrate":
+            assert set(sentinels) <= set(service["depends_on"]), name
+            assert service["depends_on"]["migrate"]["condition"] == (
+                "service_completed_successfully"
+            ), name
+
+
+def test_the_rabbitmq_example_keeps_a_redis_for_the_shared_state(tmp_path: Path) -> None:
+    over = yaml.safe_load(RABBITMQ_COMPOSE.read_text())
+    data = merged(COMPOSE, RABBITMQ_COMPOSE)
+    rabbit = data["services"]["rabbitmq"]
+    vhost = rabbit["environment"]["RABBITMQ_DEFAULT_VHOST"]
+    assert any(v.endswith(":/var/lib/rabbitmq") for v in rabbit["volumes"])
+    assert any(v.startswith("./rabbitmq/rabbitmq.conf:/etc/rabbitmq/conf.d/")
+               for v in rabbit["volumes"])
+    assert rabbit["hostname"] == "rabbitmq" and rabbit["healthcheck"]["test"]
+    assert all(p.startswith("127.0.0.1:") for p in rabbit.get("ports", []))
+    # the broker's password comes from deploy/.env, never from the committed file
+    assert rabbit["environment"]["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_PASSWORD:?")
+    conf = dict(
+        (k.strip(), v.strip()) for k, _, v in (
+            ln.partition("=") for ln in RABBITMQ_CONF.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")
+        )
+    )
+    assert conf["listeners.tcp.default"] == "5672"
+    assert set(fibosms_services(data)) <= set(over["services"])
+    for name, service in fibosms_services(data).items():
+        settings = settings_of(compose_env(service), tmp_path)
+        assert str(settings.broker_url).startswith("amqp://fibosms:"), name
+        assert str(settings.broker_url).endswith(f"@rabbitmq:5672/{vhost}"), name
+        # the rate limit, the breaker and the beat lock stay shared, in the base file's Redis
+        assert settings.redis_url == "redis://redis:6379/1", name
+        if name != "migrate":
+            assert "redis" in service["depends_on"], name
+            assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
+    for name in ("worker-urgent", "worker-standard"):
+        grace = data["services"][name]["stop_grace_period"]
+        assert int(grace.rstrip("s")) >= int(compose()["x-fibosms"]["stop_grace_period"]
+                                               .rstrip("s")) + 10
+
+
+def test_the_plain_host_broker_examples_name_real_settings_and_parse(tmp_path: Path) -> None:
+    base = dict(
+        ln.split("=", 1) for ln in (DEPLOY / "env.example").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    )
+    for path in (DEPLOY / "sentinel" / "env.example", DEPLOY / "rabbitmq" / "env.example"):
+        lines = dict(
+            ln.split("=", 1) for ln in path.read_text().splitlines()
+            if ln and not ln.startswith("#")
+        )
+        assert lines["FIBOSMS_BROKER_URL"] != base["FIBOSMS_BROKER_URL"], path
+        assert set(lines) <= KNOWN_SETTINGS, path
+        settings = settings_of({**base, **lines}, tmp_path)
+        assert settings.redis_url == lines["FIBOSMS_REDIS_URL"], path
+
+
+@pytest.mark.parametrize("override", [SENTINEL_COMPOSE, RABBITMQ_COMPOSE], ids=lambda p: p.name)
+def test_the_broker_overrides_validate_against_the_compose_specification(override: Path) -> None:
+    docker = shutil.which("docker")
+    if docker is not None:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            done = subprocess.run(
+                [docker, "compose", "-f", str(COMPOSE), "-f", str(override), "config", "--quiet"],
+                capture_output=True, text=True, timeout=60,
+                env={**DOT_ENV, "PATH": "/usr/bin:/bin"},
+            )
+            assert done.returncode == 0, done.stderr
+            return
+    checker = tool("check-jsonschema")
+    done = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(override)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

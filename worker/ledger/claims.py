@@ -18,6 +18,7 @@ from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, tuple_
 from sqlalchemy.orm import Session
 
 from worker.kinds import Kind
+from worker.ledger.clock import database_now
 from worker.ledger.marketing import LISTED, screen
 from worker.ledger.models import (
     SENDABLE,
@@ -31,8 +32,8 @@ from worker.ledger.models import (
 from worker.rules.marketing import DEFAULT_POLICY, MarketingPolicy
 from worker.states import Transition
 
-#: seconds by which a task may arrive before its row is due and still claim it (clock skew
-#: between machines, countdown rounding)
+#: seconds by which a task may arrive before its row is due (by the database's clock) and
+#: still claim it: a countdown is rounded, and a broker holds it by the consuming host's clock
 DUE_SLACK_SECONDS = 2.0
 #: ``sms_failures.replayed_by`` of a dead letter closed because the gateway's late, definite
 #: answer replaced the sweep's guess
@@ -213,26 +214,36 @@ def expire_if_due(session: Session, message_id: int, now: datetime) -> bool:
 
 
 def claim(
-    session: Session, message_id: int, now: datetime, policy: MarketingPolicy = DEFAULT_POLICY
+    session: Session,
+    message_id: int,
+    now: datetime | None = None,
+    policy: MarketingPolicy = DEFAULT_POLICY,
 ) -> ClaimedMessage | None:
     """Move a due, sendable, unexpired row to ``sending``; None when it is not ours to send.
 
-    Nothing is claimed while the account is paused. One statement on the hot path (an OTP
-    or a transactional message).
+    Nothing is claimed while the account is paused. "Due" is by the database's clock; a
+    ``now`` given stands in for that clock (a test simulating time; production gives none).
     """
     claimed = claim_many(session, [message_id], now, policy)
     return claimed[0] if claimed else None
 
 
 def claim_many(
-    session: Session, ids: list[int], now: datetime, policy: MarketingPolicy = DEFAULT_POLICY
+    session: Session,
+    ids: list[int],
+    now: datetime | None = None,
+    policy: MarketingPolicy = DEFAULT_POLICY,
 ) -> list[ClaimedMessage]:
     """Claim every due, sendable, unexpired row among ``ids`` that the rules let go.
 
     Messages of ``policy.suppress_kinds`` to a suppressed number, marketing outside the
     window or over the cap, and messages of a cancelled campaign are settled instead (see
-    ``worker.ledger.marketing``), in the same transaction.
+    ``worker.ledger.marketing``), in the same transaction. Due-ness, expiry, the marketing
+    hours and the cap's 24 hours are judged by the database's clock, and ``claimed_at`` is
+    stamped with it, unless ``now`` stands in for it.
     """
+    if now is None:
+        now = database_now(session)
     due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
     conn = session.connection()
     rows = list(
@@ -416,6 +427,59 @@ def _finish(session: Session, holder: Holder, t: Transition, now: datetime, *, l
             },
         )
     return True
+
+
+def unpublish_unclaimed(session: Session, ids: list[int], now: datetime) -> list[int]:
+    """Sendable rows among ``ids`` whose task was consumed without a claim: published no
+    more, so the sweep publishes them once due; the ids of those already due.
+
+    A task comes before its row is due when the host that holds its countdown runs ahead
+    of the one that set it; a due row goes unclaimed when the account was paused as the
+    claim ran (a resume may commit between the claim and this statement). Left published,
+    either would wait ``republish_after_seconds`` for the sweep.
+    """
+    if not ids:
+        return []
+    rows = session.execute(
+        update(Message)
+        .where(
+            Message.id.in_(ids),
+            Message.status.in_(SENDABLE),
+            Message.published_at.is_not(None),
+        )
+        .values(published_at=None)
+        .returning(Message.id, Message.next_attempt_at)
+        .execution_options(synchronize_session=False)
+    )
+    due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
+    return [row.id for row in rows if row.next_attempt_at <= due_by]
+
+
+def publish_if_resumed(session: Session, ids: list[int], now: datetime) -> list[tuple[int, str]]:
+    """Mark published ``now`` the due, unpublished, sendable rows among ``ids``, unless the
+    account is paused; their (id, queue), to publish after the commit.
+
+    For rows whose task found the account paused: a resume that committed while their claim
+    ran may have published what waited just before they were marked unpublished.
+    """
+    if not ids:
+        return []
+    due_by = now + timedelta(seconds=DUE_SLACK_SECONDS)
+    rows = session.execute(
+        update(Message)
+        .where(
+            Message.id.in_(ids),
+            Message.status.in_(SENDABLE),
+            Message.published_at.is_(None),
+            Message.hold_reason.is_(None),
+            Message.next_attempt_at <= due_by,
+            ~exists().where(AccountState.paused.is_(True)),
+        )
+        .values(published_at=now)
+        .returning(Message.id, Message.queue)
+        .execution_options(synchronize_session=False)
+    )
+    return [(row.id, row.queue) for row in rows]
 
 
 def mark_unpublished(session: Session, ids: list[int]) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, insert, select, text
+from sqlalchemy import Insert, Table, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,13 @@ BATCH_SIZE = 1000
 
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _INSERT_ONE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+#: a row due at once, its times the database server's (PostgreSQL): the ledger's clock
+_DUE_NOW_COLUMNS = ("created_at", "updated_at", "next_attempt_at", "published_at")
+_INSERT_DUE_NOW = (
+    insert(_MESSAGES)
+    .values({name: func.statement_timestamp() for name in _DUE_NOW_COLUMNS})
+    .returning(_MESSAGES.c.id, _MESSAGES.c.created_at)
+)
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('sms_messages', 'id')) "
     "FROM generate_series(1, :count)"
@@ -104,19 +112,22 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> Reco
     return Recorded(ids=[i for i in ids if i is not None], inserted=inserted)
 
 
-def insert_one(db: Database, row: Mapping[str, Any]) -> int:
-    """Insert one ``sms_messages`` row without an idempotency key; it is committed when this
-    returns. Its id.
+def insert_due_now(db: Database, row: Mapping[str, Any]) -> tuple[int, datetime] | None:
+    """Insert one ``sms_messages`` row, due at once and without an idempotency key, in one
+    autocommitted statement; its id and time, or None when the database cannot (not
+    PostgreSQL).
 
-    On PostgreSQL the INSERT runs alone, autocommitted: a single statement is atomic and
-    durable by itself, and it costs one round trip where a transaction around it costs
-    three (BEGIN, INSERT, COMMIT). Elsewhere, a transaction as for any batch.
+    A single statement is atomic and durable by itself, and it costs one round trip where a
+    transaction around it costs three (BEGIN, INSERT, COMMIT). Its times (created, updated,
+    due, published) are the server's ``statement_timestamp()``: the ledger's clock, whatever
+    the producer host's says.
     """
-    if db.dialect == "postgresql":
-        with db.autocommit() as connection:
-            return int(connection.execute(_INSERT_ONE, dict(row)).scalar_one())
-    with db.transaction() as session:
-        return insert_messages(session, [row]).ids[0]
+    if db.dialect != "postgresql":
+        return None
+    values = {k: v for k, v in row.items() if k not in _DUE_NOW_COLUMNS}
+    with db.autocommit() as connection:
+        message_id, at = connection.execute(_INSERT_DUE_NOW, values).one()
+    return int(message_id), at
 
 
 def ids_for_keys(session: Session, keys: Iterable[str]) -> dict[str, int]:

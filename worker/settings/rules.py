@@ -12,8 +12,8 @@ from __future__ import annotations
 from worker.settings.errors import SettingsError
 from worker.settings.model import Settings
 
-#: share of the sending timeout kept free of the attempt's own time (clock differences
-#: between hosts, the claim and the record of the outcome)
+#: share of the sending timeout kept free of the attempt's own time (the claim and the record of
+#: the outcome around the call; the database's clock judges the lease, so not host skew)
 SENDING_MARGIN = 0.1
 #: the longest a claimed message waits for a rate-limit token (half the sending timeout
 #: when that is shorter); after it, the message is given back unattempted

@@ -21,5 +21,6 @@ def resume_sending(
         clear_alert(session, key="paused", now=now)
     if not was_paused:
         return False, 0
-    published, _failed = publish_due(settings=settings, db=db, publisher=publisher, now=now)
+    # due by the database's clock, as the claim judges it, not this host's
+    published, _failed = publish_due(settings=settings, db=db, publisher=publisher)
     return True, published

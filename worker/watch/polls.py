@@ -60,7 +60,8 @@ def poll_balance(
             log.warning("balance is %s again: sending resumed", balance)
         _check_low_balance(session, settings, balance, now)
     if resumed and publisher is not None:
-        publish_due(settings=settings, db=db, publisher=publisher, now=now)
+        # due by the database's clock, as the claim judges it, not this host's
+        publish_due(settings=settings, db=db, publisher=publisher)
     return balance, resumed
 
 
