@@ -98,6 +98,10 @@ def bed_stack(make_stack: Callable[..., Stack], service: ServiceHost, broker_url
         FIBOSMS_MAX_ATTEMPTS="6",
         FIBOSMS_BULK_BATCH_SIZE="10",
         FIBOSMS_BATCH_CONCURRENCY="5",
+        # one task reserved per thread: the two worker hosts share so small a run evenly, so
+        # the host a fault strikes is holding work (with 4 per thread, the first host to
+        # poll can reserve most of it and sit idle when the fault comes)
+        FIBOSMS_PREFETCH_MULTIPLIER="1",
     )
 
 
