@@ -45,7 +45,12 @@ local allowance = (capacity - cost - floor) * interval
 if tat - now > allowance then
   return math.ceil(tat - now - allowance)
 end
-tat = math.max(tat, now) + cost * interval
+-- with no room for the reserve (a burst of one), a non-urgent call waits up to floor
+-- tokens past the schedule for the reserve's sake; the schedule goes on from where that
+-- wait began, so it does not stretch every interval when no urgent call is waiting
+local shift = 0
+if allowance < 0 then shift = math.min(floor * interval, -allowance) end
+tat = math.max(tat, now - shift) + cost * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 60000)
 return 0
 """
@@ -74,6 +79,12 @@ class _Schedule:
 
     def floor(self, urgent: bool) -> float:
         return 0.0 if urgent else self.reserve_tokens
+
+    def shift(self, cost: float, urgent: bool) -> float:
+        """Seconds of a call's wait owed to the reserve alone, when the burst leaves it no
+        room: the schedule goes on from before them."""
+        allowance = (self.capacity - cost - self.floor(urgent)) * self.interval
+        return min(self.floor(urgent) * self.interval, -allowance) if allowance < 0 else 0.0
 
     def wait(self, tat: float, now: float, cost: float, urgent: bool) -> float:
         """Seconds until a call of ``cost`` may go, given the schedule's ``tat``; 0: now."""
@@ -121,7 +132,10 @@ class LocalRateLimiter(_Schedule):
                 now = time.monotonic()
                 wait = self.wait(self._tat, now, cost, urgent)
                 if wait <= 0:
-                    self._tat = max(self._tat, now) + cost * self.interval
+                    # as in the Redis script: the reserve's wait does not stretch the schedule
+                    self._tat = max(self._tat, now - self.shift(cost, urgent)) + (
+                        cost * self.interval
+                    )
                     return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

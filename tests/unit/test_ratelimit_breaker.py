@@ -42,6 +42,18 @@ def test_a_cost_larger_than_the_burst_waits_for_an_idle_schedule_instead_of_fail
     assert time.monotonic() - took_from >= 0.05
 
 
+def test_without_urgent_callers_the_others_get_the_whole_rate() -> None:
+    # Given the default burst of one token and reserve of 0.2, at 100/s
+    limiter = LocalRateLimiter(rate=100, capacity=1, reserve=0.2)
+    assert limiter.acquire(1, urgent=False, timeout=1)
+    started = time.monotonic()
+    # When only non-urgent calls ask, 50 of them
+    for _ in range(50):
+        assert limiter.acquire(1, urgent=False, timeout=1)
+    # Then they come one interval apart (0.5 s), not 1.2 intervals (0.6 s)
+    assert time.monotonic() - started < 0.56
+
+
 def _most_in_any_window(times: list[float], window: float) -> int:
     times = sorted(times)
     most = start = 0
