@@ -198,10 +198,9 @@ class Publisher:
         try:
             with self.app.producer_or_acquire() as producer:
                 for name, ids, queue in tasks:
-                    args = [ids] if name == SEND_BATCH_TASK else [ids[0]]
                     self.app.send_task(
-                        name, args=args, queue=queue, countdown=countdown, producer=producer,
-                        **self._options,
+                        name, args=_args(name, ids), queue=queue, countdown=countdown,
+                        producer=producer, **self._options,
                     )
                     done += 1
         except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
@@ -211,10 +210,7 @@ class Publisher:
                 len(tasks),
                 type(exc).__name__,
             )
-        failed: list[int] = []
-        for _, ids, _ in tasks[done:]:
-            failed.extend(ids)
-        return failed
+        return _unpublished(tasks, done)
 
     def _tasks(self, items: Sequence[tuple[int, str]]) -> list[tuple[str, list[int], str]]:
         return _tasks(items, self.batch_size)
@@ -307,10 +303,7 @@ class BrokerPublisher:
                 len(tasks),
                 type(exc).__name__,
             )
-        failed: list[int] = []
-        for _, ids, _ in tasks[done:]:
-            failed.extend(ids)
-        return failed
+        return _unpublished(tasks, done)
 
     # -- Redis -----------------------------------------------------------------------------
 
@@ -565,6 +558,11 @@ def _envelope(
 def _args(name: str, ids: list[int]) -> list[Any]:
     """A task's arguments: send_batch([id, …]), send_sms(id)."""
     return [ids] if name == SEND_BATCH_TASK else [ids[0]]
+
+
+def _unpublished(tasks: Sequence[tuple[str, list[int], str]], done: int) -> list[int]:
+    """The message ids of the tasks after the first ``done``: left to the sweep."""
+    return [mid for _, ids, _ in tasks[done:] for mid in ids]
 
 
 def _origin() -> str:
