@@ -106,10 +106,11 @@ def test_without_urgent_traffic_the_others_get_the_whole_rate(client: redis.Redi
     for t in threads:
         t.join()
     # Then they are spaced by the rate's interval, not stretched by the reserve they leave:
-    # 2 s in the middle of the run held about 100 grants (83 when each waited 0.2 more)
+    # 2 s in the middle of the run held close to 100 grants (83 when each waited 0.2 more;
+    # a waiter's wake-up on a loaded machine costs a few)
     stamps.sort()
     middle = [t for t in stamps if stamps[0] + 0.5 <= t < stamps[0] + 2.5]
-    assert len(middle) >= 95, len(middle)
+    assert len(middle) >= 90, len(middle)
 
 
 def test_the_urgent_reserve_is_kept_across_processes(client: redis.Redis) -> None:
