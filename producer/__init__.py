@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
-
-from producer.enqueue import Accepted, Producer
 from worker.errors import IdempotencyConflict, ValidationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from producer.enqueue import Accepted, Producer
 
 __all__ = [
     "Accepted",
@@ -29,6 +31,19 @@ __all__ = [
     "enqueue_sms",
 ]
 
+#: imported on first use: SQLAlchemy comes with them, and a process that only validates, or
+#: records one plain message (``fibosms send``, producer.oneshot), does without it
+_LAZY = frozenset({"Accepted", "Producer"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from producer import enqueue
+
+        return getattr(enqueue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _lock = threading.Lock()
 _producer: Producer | None = None
 _pid: int | None = None
@@ -39,6 +54,7 @@ def default_producer() -> Producer:
     global _producer, _pid
     with _lock:
         if _producer is None or _pid != os.getpid():
+            from producer.enqueue import Producer
             from worker.ledger.db import Database
             from worker.publish import broker_publisher
             from worker.settings import get_settings

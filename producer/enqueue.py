@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from producer.validate import OPTIONS, NewMessage, validate
+from producer.validate import OPTIONS, NewMessage, one_statement, validate
 from worker.clock import now
 from worker.errors import IdempotencyConflict, ValidationError
 from worker.kinds import Kind
@@ -160,7 +160,7 @@ class Producer:
             ids, inserted, fresh, rows = self._record(session, messages, where)
             self._publish_after_commit(session, fresh)
             return ids, inserted, rows
-        if len(messages) == 1 and self._plain(messages[0]):
+        if len(messages) == 1 and one_statement(messages[0], self.settings):
             accepted = self._accept_plain(messages[0])
             if accepted is not None:
                 return accepted
@@ -168,17 +168,6 @@ class Producer:
             ids, inserted, fresh, rows = self._record(own, messages, where)
         self._publish(fresh)
         return ids, inserted, rows
-
-    def _plain(self, m: NewMessage) -> bool:
-        """Whether recording ``m`` is one INSERT and nothing else: due now, no idempotency
-        key to look up, no campaign, no suppression list to consult, no marketing hours."""
-        return (
-            m.publish_now
-            and m.idempotency_key is None
-            and m.campaign is None
-            and m.kind not in self.settings.suppress_kinds
-            and m.kind != Kind.MARKETING
-        )
 
     def _accept_plain(
         self, m: NewMessage

@@ -86,6 +86,18 @@ class NewMessage:
         return self.send_at is None
 
 
+def one_statement(m: NewMessage, settings: Settings) -> bool:
+    """Whether recording ``m`` is one INSERT and nothing else: due now, no idempotency key to
+    look up, no campaign, no suppression list to consult, no marketing hours."""
+    return (
+        m.publish_now
+        and m.idempotency_key is None
+        and m.campaign is None
+        and m.kind not in settings.suppress_kinds
+        and m.kind != Kind.MARKETING
+    )
+
+
 def validate(
     phone: Any,
     text: Any,

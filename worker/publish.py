@@ -31,11 +31,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from worker import resp
 from worker.brokers import (
     BATCHED_QUEUE,
     QUEUES,
@@ -230,7 +231,9 @@ class BrokerPublisher:
     the first publish, kept in a pool of :data:`POOL_LIMIT` for the process's threads, and
     forgotten in the child of a fork (never closed there). On Redis (Sentinel too) it writes
     what kombu's Redis transport writes, through one redis-py client, all of one call in one
-    pipeline (:meth:`_publish_redis`).
+    pipeline (:meth:`_publish_redis`). With ``oneshot``, for a process that publishes once
+    and exits, a plain ``redis://`` broker gets that pipeline through :mod:`worker.resp` on a
+    connection of its own, without importing redis-py.
     """
 
     def __init__(
@@ -243,6 +246,7 @@ class BrokerPublisher:
         events: bool = False,
         confirm_timeout: float | None = None,
         whole_seconds: bool = False,
+        oneshot: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -256,7 +260,9 @@ class BrokerPublisher:
         self.amqp = is_amqp(url)
         self.redis_family = is_redis_family(url)
         self._redis: Any = None
-        self._fanout_channel = ""
+        self._redis_db = 0
+        #: a plain redis:// broker spoken to without redis-py (``oneshot``), else None
+        self._wire = resp.endpoint(url) if oneshot else None
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._pool: Any = None
@@ -271,6 +277,12 @@ class BrokerPublisher:
         if self._queues is None:
             self._queues = {q.name: q for q in _queues_for(self.url)}
         return self._queues
+
+    @property
+    def speaks_wire(self) -> bool:
+        """Whether a publish goes to Redis without redis-py (``oneshot`` and a plain
+        ``redis://`` broker)."""
+        return self._wire is not None
 
     # -- the Publishes protocol --------------------------------------------------------
 
@@ -320,9 +332,33 @@ class BrokerPublisher:
         through is then queued twice, which the ledger's claim makes harmless (as when the
         sweep publishes again).
         """
+        if self._wire is not None:
+            where = self._wire
+            wire_commands = self._redis_commands(tasks, countdown, where.db)
+            self._with_retries(
+                lambda: resp.pipeline(where, wire_commands, timeout=REDIS_SOCKET_TIMEOUT_SECONDS),
+                (OSError,),
+            )
+            return
         import redis
 
         client = self._redis_client()
+        commands = self._redis_commands(tasks, countdown, self._redis_db)
+
+        def send() -> None:
+            with client.pipeline(transaction=False) as pipe:
+                for command, key, payload in commands:
+                    getattr(pipe, command)(key, payload)
+                pipe.execute()
+
+        self._with_retries(send, (redis.ConnectionError, redis.TimeoutError))
+
+    def _redis_commands(
+        self, tasks: list[tuple[str, list[int], str]], countdown: float | None, db: int
+    ) -> list[tuple[str, str, bytes]]:
+        """The LPUSH of each task, and the PUBLISH of its event, for the Redis database
+        ``db`` (kombu's fanout channel for events names it: "/{db}.celeryev/task.sent")."""
+        channel = f"/{db}.{EVENT_EXCHANGE}/{EVENT_ROUTING_KEY}"
         commands: list[tuple[str, str, bytes]] = []
         for name, ids, queue in tasks:
             headers, properties, body = self.message(name, _args(name, ids), countdown=countdown)
@@ -331,19 +367,22 @@ class BrokerPublisher:
             )))
             if self.events:
                 event = self._event(headers, queue, "", queue)
-                commands.append(("publish", self._fanout_channel, _envelope(
+                commands.append(("publish", channel, _envelope(
                     event, {"hostname": headers["origin"]}, {"delivery_mode": 1},
                     exchange=EVENT_EXCHANGE, routing_key=EVENT_ROUTING_KEY,
                 )))
+        return commands
+
+    @staticmethod
+    def _with_retries(send: Callable[[], object], transient: tuple[type[Exception], ...]) -> None:
+        """``send()``, again after a pause when it fails with one of ``transient``, as often
+        as :data:`PUBLISH_RETRY_POLICY` says."""
         tries = 1 + int(PUBLISH_RETRY_POLICY["max_retries"])
         for attempt in range(1, tries + 1):
             try:
-                with client.pipeline(transaction=False) as pipe:
-                    for command, key, payload in commands:
-                        getattr(pipe, command)(key, payload)
-                    pipe.execute()
+                send()
                 return
-            except (redis.ConnectionError, redis.TimeoutError):
+            except transient:
                 if attempt == tries:
                     raise
                 time.sleep(PUBLISH_RETRY_POLICY["interval_start"])
@@ -356,9 +395,7 @@ class BrokerPublisher:
                 from worker.redisconn import client_for
 
                 self._redis = client_for(self.url, self.transport_options.get("master_name"))
-                db = self._redis.connection_pool.connection_kwargs.get("db", 0)
-                # kombu's fanout channel: "/{db}." + exchange + "/" + routing key
-                self._fanout_channel = f"/{db}.{EVENT_EXCHANGE}/{EVENT_ROUTING_KEY}"
+                self._redis_db = int(self._redis.connection_pool.connection_kwargs.get("db", 0))
             return self._redis
 
     def close(self) -> None:
@@ -522,14 +559,18 @@ class BrokerPublisher:
             return self._pool
 
 
-def broker_publisher(settings: Settings) -> BrokerPublisher:
+def broker_publisher(settings: Settings, *, oneshot: bool = False) -> BrokerPublisher:
     """A :class:`BrokerPublisher` for the broker ``settings`` name, with the options
-    ``fibosms.celeryapp.config`` gives the Celery app (events as Celery would send them)."""
+    ``fibosms.celeryapp.config`` gives the Celery app (events as Celery would send them).
+
+    ``oneshot``: for a process that publishes once and exits (see :class:`BrokerPublisher`).
+    """
     return BrokerPublisher(
         settings.broker_url,
         batch_size=settings.bulk_batch_size,
         transport_options=transport_options(settings),
         events=settings.task_events and has_fanout(settings.broker_url),
+        oneshot=oneshot,
         **publish_options(settings.broker_url),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from fibosms.cli.output import (
@@ -56,18 +58,22 @@ def send(
     as_json: bool,
 ) -> None:
     """Accept one SMS for sending; prints its id. A worker sends it."""
-    from producer.enqueue import Producer
+    from producer.oneshot import send_once
 
-    p = Producer(settings=settings(), db=database(), publisher=publisher())
-    message_id = p.enqueue_sms(
-        phone,
-        text,
-        sender=sender,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        unicode=unicode,
-        strip_diacritics=strip_diacritics,
-    )
+    options: dict[str, Any] = {
+        "sender": sender,
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "unicode": unicode,
+        "strip_diacritics": strip_diacritics,
+    }
+    # a plain message on PostgreSQL and Redis without importing SQLAlchemy (start-up time)
+    message_id = send_once(settings(), phone, text, **options)
+    if message_id is None:
+        from producer.enqueue import Producer
+
+        p = Producer(settings=settings(), db=database(), publisher=publisher())
+        message_id = p.enqueue_sms(phone, text, **options)
     emit({"id": message_id}, as_json, lambda d: str(d["id"]))
 
 

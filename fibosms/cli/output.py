@@ -108,18 +108,28 @@ def describe(exc: BaseException) -> tuple[str, int] | None:
 
 def _database_error(exc: BaseException) -> str | None:
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
-        return None
-    orig = exc.orig
+    orig: BaseException | None
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        unreachable = bool(
+            isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or exc.connection_invalidated
+        )
+    else:
+        # raised by the driver itself: `fibosms send` records a plain message through
+        # psycopg alone (producer.oneshot)
+        driver = sys.modules.get("psycopg")
+        if driver is None or not isinstance(exc, driver.Error):
+            return None
+        orig = exc
+        unreachable = isinstance(exc, driver.OperationalError | driver.InterfaceError)
     detail = one_line(str(orig).split("\n", 1)[0]) if orig is not None else type(exc).__name__
     if getattr(orig, "sqlstate", None) in _PG_NOT_MIGRATED or any(
         words in detail for words in _SQLITE_NOT_MIGRATED
     ):
         return NOT_MIGRATED
     url = _database_url()
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or (
-        exc.connection_invalidated
-    ):
+    if unreachable:
         where = f" at {_redact(url)}" if url else ""
         return f"cannot reach the database{where}: {_scrub(detail, url)}"
     # the driver's first line only: its DETAIL lines may quote a row's values

@@ -2,7 +2,8 @@
 
 What it publishes is compared with what the Celery app's ``send_task`` publishes for the
 same task on the same broker (headers, properties, body, where it was routed), and real
-workers run what it publishes.
+workers run what it publishes. On Redis each comparison is made twice: through redis-py,
+and ``oneshot`` through worker.resp (the wire protocol spoken directly, ``fibosms send``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PER_TASK_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag", "applicatio
 def _broker(request: pytest.FixtureRequest, tmp_path: Any, kind: str) -> tuple[str, dict[str, str]]:
     from tests.fixtures.brokers import purge_queues
 
-    if kind == "redis":
+    if kind in ("redis", "redis-oneshot"):
         return str(request.getfixturevalue("redis_url")), {}
     if kind == "rabbitmq":
         url = request.getfixturevalue("rabbit_vhost").url
@@ -66,14 +67,15 @@ def take(stack: Stack, queue: str, count: int, timeout: float = 10.0) -> list[An
     return found
 
 
-@pytest.mark.parametrize("broker", ["redis", "rabbitmq", "sqla"])
+@pytest.mark.parametrize("broker", ["redis", "redis-oneshot", "rabbitmq", "sqla"])
 def test_a_task_is_published_exactly_as_celery_publishes_it(
     make_stack: Callable[..., Stack], sqlite_url: str, request: pytest.FixtureRequest,
     tmp_path: Any, broker: str,
 ) -> None:
     url, env = _broker(request, tmp_path, broker)
     stack = make_stack(sqlite_url, url, **env)
-    direct = broker_publisher(stack.settings)
+    direct = broker_publisher(stack.settings, oneshot=broker == "redis-oneshot")
+    assert direct.speaks_wire == (broker == "redis-oneshot")
     try:
         for queue, items in (("default", [(101, "default")]),
                              ("bulk", [(201, "bulk"), (202, "bulk")])):
@@ -108,11 +110,12 @@ def test_a_task_is_published_exactly_as_celery_publishes_it(
         direct.close()
 
 
+@pytest.mark.parametrize("oneshot", [False, True], ids=["redis-py", "oneshot"])
 def test_a_countdown_becomes_the_same_eta_header(
-    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str, oneshot: bool
 ) -> None:
     stack = make_stack(sqlite_url, redis_url)
-    direct = broker_publisher(stack.settings)
+    direct = broker_publisher(stack.settings, oneshot=oneshot)
     before = datetime.now(UTC)
     assert stack.publisher.publish([(1, "default")], countdown=30) == []
     assert direct.publish([(2, "default")], countdown=30) == []
@@ -127,8 +130,8 @@ def test_a_countdown_becomes_the_same_eta_header(
 
 @pytest.mark.parametrize(
     "database,broker",
-    [("sqlite", "redis"), ("postgresql", "redis"), ("postgresql", "rabbitmq"),
-     ("sqlite", "sentinel"), ("sqlite", "sqla")],
+    [("sqlite", "redis"), ("postgresql", "redis"), ("postgresql", "redis-oneshot"),
+     ("postgresql", "rabbitmq"), ("sqlite", "sentinel"), ("sqlite", "sqla")],
 )
 def test_a_worker_sends_what_the_broker_publisher_published(
     make_stack: Callable[..., Stack], request: pytest.FixtureRequest, tmp_path: Any,
@@ -143,7 +146,7 @@ def test_a_worker_sends_what_the_broker_publisher_published(
     if broker == "rabbitmq":
         request.addfinalizer(lambda: stack.stop_workers(signal.SIGKILL))
     clean_ledger(stack.db)
-    direct = broker_publisher(stack.settings)
+    direct = broker_publisher(stack.settings, oneshot=broker == "redis-oneshot")
     producer = Producer(settings=stack.settings, db=stack.db, publisher=direct)
     phone = "0912345678"
     sandbox.script(phone, [{"code": 2}] * 3)
@@ -155,17 +158,18 @@ def test_a_worker_sends_what_the_broker_publisher_published(
     direct.close()
 
 
+@pytest.mark.parametrize("oneshot", [False, True], ids=["redis-py", "oneshot"])
 def test_with_the_broker_down_the_row_is_left_to_the_sweep(
-    make_stack: Callable[..., Stack], sqlite_url: str
+    make_stack: Callable[..., Stack], sqlite_url: str, oneshot: bool
 ) -> None:
     from producer.enqueue import Producer
     from tests.fixtures.services import clean_ledger
 
     stack = make_stack(sqlite_url, "redis://127.0.0.1:1/0")  # nothing listens on port 1
     clean_ledger(stack.db)
-    producer = Producer(
-        settings=stack.settings, db=stack.db, publisher=broker_publisher(stack.settings)
-    )
+    publisher = broker_publisher(stack.settings, oneshot=oneshot)
+    assert publisher.speaks_wire == oneshot
+    producer = Producer(settings=stack.settings, db=stack.db, publisher=publisher)
     started = time.monotonic()
     mid = producer.enqueue_sms("0912345678", "hello")
     took = time.monotonic() - started
@@ -197,12 +201,13 @@ def _raw(redis_url: str, queue: str) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.parametrize("oneshot", [False, True], ids=["redis-py", "oneshot"])
 def test_on_redis_the_stored_envelope_is_kombus(
-    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str, oneshot: bool
 ) -> None:
     """Byte for byte where it can be: the JSON Celery (through kombu) leaves on the list."""
     stack = make_stack(sqlite_url, redis_url)
-    direct = broker_publisher(stack.settings)
+    direct = broker_publisher(stack.settings, oneshot=oneshot)
     assert stack.publisher.publish([(7, "urgent")]) == []
     assert direct.publish([(7, "urgent")]) == []
     by_celery, by_kombu = _raw(redis_url, "urgent")
@@ -217,15 +222,16 @@ def test_on_redis_the_stored_envelope_is_kombus(
                                               "chain": None, "chord": None}]
 
 
+@pytest.mark.parametrize("oneshot", [False, True], ids=["redis-py", "oneshot"])
 def test_on_redis_the_task_sent_event_is_celerys(
-    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str
+    make_stack: Callable[..., Stack], sqlite_url: str, redis_url: str, oneshot: bool
 ) -> None:
     """Flower learns of a task from its task-sent event: the same channel, envelope and
     fields whichever publisher sent it."""
     import redis
 
     stack = make_stack(sqlite_url, redis_url, FIBOSMS_TASK_EVENTS="true")
-    direct = broker_publisher(stack.settings)
+    direct = broker_publisher(stack.settings, oneshot=oneshot)
     assert direct.events
     listener = redis.Redis.from_url(redis_url).pubsub()
     listener.psubscribe("/*celeryev*")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from worker.ledger.db import Database
 from worker.ledger.models import Message
+from worker.ledger.oneshot import DUE_NOW_COLUMNS
 
 #: rows per INSERT statement
 BATCH_SIZE = 1000
@@ -25,10 +26,9 @@ BATCH_SIZE = 1000
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _INSERT_ONE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 #: a row due at once, its times the database server's (PostgreSQL): the ledger's clock
-_DUE_NOW_COLUMNS = ("created_at", "updated_at", "next_attempt_at", "published_at")
 _INSERT_DUE_NOW = (
     insert(_MESSAGES)
-    .values({name: func.statement_timestamp() for name in _DUE_NOW_COLUMNS})
+    .values({name: func.statement_timestamp() for name in DUE_NOW_COLUMNS})
     .returning(_MESSAGES.c.id, _MESSAGES.c.created_at)
 )
 _NEXT_IDS = text(
@@ -124,7 +124,7 @@ def insert_due_now(db: Database, row: Mapping[str, Any]) -> tuple[int, datetime]
     """
     if db.dialect != "postgresql":
         return None
-    values = {k: v for k, v in row.items() if k not in _DUE_NOW_COLUMNS}
+    values = {k: v for k, v in row.items() if k not in DUE_NOW_COLUMNS}
     with db.autocommit() as connection:
         message_id, at = connection.execute(_INSERT_DUE_NOW, values).one()
     return int(message_id), at

@@ -1,0 +1,200 @@
+"""``fibosms send``'s one-shot path (producer.oneshot): the row the driver writes is the row
+SQLAlchemy writes, what it publishes a worker sends, a failed publish is left to the sweep,
+and every case it does not handle is left, untouched, to the full producer.
+
+Real PostgreSQL, Redis, sandbox and Celery worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from producer.oneshot import send_once
+from tests.fixtures.stack import ROOT, Stack, statuses, wait_for
+from worker import resp
+from worker.ledger.models import Message
+from worker.publish import broker_publisher
+from worker.settings import Settings
+
+PHONE = "0912 345 678"
+#: the columns whose values differ between any two rows: the id and the server's times
+PER_ROW = {"id", "created_at", "updated_at", "next_attempt_at", "published_at"}
+
+
+@pytest.fixture
+def stack(make_stack: Callable[..., Stack], pg_url: str, redis_url: str) -> Stack:
+    from tests.fixtures.services import clean_ledger
+
+    s = make_stack(pg_url, redis_url)
+    clean_ledger(s.db)
+    return s
+
+
+def row(stack: Stack, message_id: int) -> dict[str, Any]:
+    with stack.db.sessions() as session:
+        m = session.get(Message, message_id)
+        assert m is not None
+        return {c.name: getattr(m, c.key) for c in Message.__table__.columns}
+
+
+def count(stack: Stack) -> int:
+    with stack.db.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(Message)) or 0)
+
+
+@pytest.mark.parametrize(
+    "text,options",
+    [
+        ("Ma OTP cua ban la 493817", {"kind": "otp"}),
+        ("Đơn hàng #12 đã giao", {"sender": "SHOP"}),
+        ("Đơn hàng #12 đã giao", {"strip_diacritics": True}),
+        ("x" * 200, {"unicode": True, "kind": "transactional"}),
+    ],
+    ids=["otp", "unicode", "stripped", "long"],
+)
+def test_the_driver_writes_the_row_sqlalchemy_writes(
+    stack: Stack, text: str, options: dict[str, Any]
+) -> None:
+    by_sqlalchemy = row(stack, stack.producer.enqueue_sms(PHONE, text, **options))
+    found = send_once(stack.settings, PHONE, text, **options)
+    assert found is not None
+    by_driver = row(stack, found)
+    assert {k: v for k, v in by_driver.items() if k not in PER_ROW} == {
+        k: v for k, v in by_sqlalchemy.items() if k not in PER_ROW
+    }
+    # due at once, on the server's clock, and published
+    times = {by_driver[k] for k in PER_ROW - {"id"}}
+    assert len(times) == 1 and next(iter(times)).utcoffset() is not None
+    assert by_driver["created_at"] >= by_sqlalchemy["created_at"]
+
+
+def test_what_it_publishes_a_worker_sends_once(stack: Stack, sandbox: Any) -> None:
+    ids = [send_once(stack.settings, PHONE, f"hello {i}", kind=k)
+           for i, k in enumerate(("otp", "transactional"))]
+    assert None not in ids
+    stack.start_worker()
+    wait_for(lambda: set(statuses(stack.db, ids).values()) == {"sent"}, timeout=40)
+    assert len(sandbox.accepted()) == 2
+
+
+def test_with_the_broker_down_the_row_is_left_to_the_sweep(
+    make_stack: Callable[..., Stack], pg_url: str
+) -> None:
+    from tests.fixtures.services import clean_ledger
+
+    s = make_stack(pg_url, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    clean_ledger(s.db)
+    found = send_once(s.settings, PHONE, "hello")
+    assert found is not None
+    r = row(s, found)
+    assert r["status"] == "queued" and r["published_at"] is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"idempotency_key": "order-1"},
+        {"kind": "marketing"},
+        {"send_at": datetime(2099, 1, 1, tzinfo=UTC)},
+    ],
+    ids=["keyed", "marketing", "scheduled"],
+)
+def test_a_message_that_needs_more_than_one_insert_is_left_to_the_producer(
+    stack: Stack, options: dict[str, Any]
+) -> None:
+    assert send_once(stack.settings, PHONE, "hello", **options) is None
+    assert count(stack) == 0
+
+
+def test_a_kind_the_suppression_list_is_consulted_for_is_left_to_the_producer(
+    make_stack: Callable[..., Stack], pg_url: str, redis_url: str
+) -> None:
+    s = make_stack(pg_url, redis_url, FIBOSMS_SUPPRESS_KINDS="marketing,transactional")
+    from tests.fixtures.services import clean_ledger
+
+    clean_ledger(s.db)
+    assert send_once(s.settings, PHONE, "hello", kind="transactional") is None
+    assert send_once(s.settings, PHONE, "hello", kind="otp") is not None
+    assert count(s) == 1
+
+
+@pytest.mark.parametrize(
+    "database,broker",
+    [
+        ("sqlite:///{tmp}/ledger.db", "redis://127.0.0.1:6379/0"),
+        ("{pg}", "amqp://guest:guest@127.0.0.1:5672//"),
+        ("{pg}", "sqla+sqlite:///{tmp}/broker.db"),
+        ("{pg}", "rediss://127.0.0.1:6379/0"),
+    ],
+    ids=["sqlite-ledger", "rabbitmq", "sqlite-broker", "redis-tls"],
+)
+def test_other_ledgers_and_brokers_are_left_to_the_producer(
+    pg_url: str, tmp_path: Any, database: str, broker: str, stack_env: dict[str, str]
+) -> None:
+    url = database.format(tmp=tmp_path, pg=pg_url)
+    settings = Settings.from_env(
+        {**stack_env, "FIBOSMS_DATABASE_URL": url,
+         "FIBOSMS_BROKER_URL": broker.format(tmp=tmp_path)}
+    )
+    # refused before anything is validated, connected or recorded
+    assert send_once(settings, "not a number", "hello") is None
+
+
+def test_the_wire_pipeline_selects_the_database_and_reports_refusals(redis_url: str) -> None:
+    import redis
+
+    where = resp.endpoint(redis_url)
+    assert where is not None and where.db != 0
+    replies = resp.pipeline(
+        where, [("RPUSH", "oneshot-test", "a"), ("RPUSH", "oneshot-test", b"b\r\n"),
+                ("LRANGE", "oneshot-test", 0, -1)], timeout=2,
+    )
+    assert replies == [1, 2, [b"a", b"b\r\n"]]
+    client = redis.Redis.from_url(redis_url)
+    assert client.lrange("oneshot-test", 0, -1) == [b"a", b"b\r\n"]
+    client.close()
+    with pytest.raises(resp.RespError, match=r"^LPUSH: WRONGTYPE") as refused:
+        resp.pipeline(where, [("SET", "oneshot-s", "1"), ("LPUSH", "oneshot-s", "x")], timeout=2)
+    assert "oneshot-s" not in str(refused.value)
+    secret = "S3cr3t-pw"
+    login = resp.Endpoint(where.host, where.port, where.db, None, secret)
+    with pytest.raises(resp.RespError, match=r"^AUTH: ") as denied:
+        resp.pipeline(login, [("PING",)], timeout=2)
+    assert secret not in str(denied.value)
+
+
+def test_fibosms_send_on_postgresql_and_redis_imports_neither_sqlalchemy_nor_redis_py(
+    stack: Stack, redis_url: str
+) -> None:
+    script = (
+        "import sys\n"
+        "from fibosms.cli.main import main\n"
+        "try:\n"
+        "    main(['send', '0912345678', 'hello', '--json'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = ('sqlalchemy', 'redis', 'kombu', 'celery')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **stack.env},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    printed, loaded = done.stdout.strip().splitlines()
+    assert loaded == "[]"
+    message_id = json.loads(printed)["id"]
+    r = row(stack, message_id)
+    assert r["recipient"] == "0912345678" and r["status"] == "queued"
+    assert r["published_at"] is not None
+    assert broker_publisher(stack.settings, oneshot=True).speaks_wire
+
