@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from worker.ledger.models import Alert
@@ -35,15 +36,21 @@ def _record(alert: Alert) -> AlertRecord:
 
 
 def open_alert(session: Session, *, kind: str, key: str, message: str, now: datetime) -> bool:
-    """Open an alert for ``key`` unless one is open; True when this call opened it."""
-    open_already = session.scalar(
-        select(Alert.id).where(Alert.key == key, Alert.cleared_at.is_(None)).limit(1)
+    """Open an alert for ``key`` unless one is open; True when this call opened it.
+
+    One statement: the partial unique index on open keys (``uq_fibo_alerts_open_key``) makes
+    a second transaction raising the same key at the same moment wait for the first and
+    then insert nothing, where a look followed by an insert let both in.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    opened = session.scalar(
+        insert(Alert)
+        .values(kind=kind, key=key, message=message, raised_at=now)
+        .on_conflict_do_nothing(index_elements=["key"], index_where=Alert.cleared_at.is_(None))
+        .returning(Alert.id)
     )
-    if open_already is not None:
-        return False
-    session.add(Alert(kind=kind, key=key, message=message, raised_at=now))
-    session.flush()
-    return True
+    return opened is not None
 
 
 def close_alert(session: Session, *, key: str, now: datetime) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -277,3 +278,11 @@ class Alert(Base):
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: when the webhook took it; NULL while it is still to be delivered
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # one open alert per condition, whatever raises it at once (migration 0008)
+        Index(
+            "uq_fibo_alerts_open_key", "key", unique=True,
+            postgresql_where=text("cleared_at IS NULL"), sqlite_where=text("cleared_at IS NULL"),
+        ),
+    )
