@@ -9,15 +9,14 @@ one webhook delivery. Real PostgreSQL and SQLite.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
-from tests.fixtures.services import PG_ADMIN_URL, need
+from tests.fixtures.services import empty_pg_database
 from worker.ledger.db import Database
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import Alert
@@ -95,15 +94,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
-    need("PostgreSQL", "127.0.0.1", 5432)
-    name = f"fibosms_alerts_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_pg_database("fibosms_alerts") as url:
+        yield url
 
 
 def test_the_migration_closes_the_open_duplicates_the_old_code_left(fresh_url: str) -> None:

@@ -10,16 +10,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.fixtures.sandbox import SANDBOX_PASSWORD
-from tests.fixtures.services import PG_ADMIN_URL, need
+from tests.fixtures.services import empty_pg_database
 from tests.fixtures.stack import ROOT, Stack
 from tests.integration.test_cli import assert_one_line_error, fibosms
 from worker.errors import ValidationError
@@ -57,15 +55,8 @@ def env(stack_env: dict[str, str], redis_url: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def unmigrated_pg_url() -> Iterator[str]:
     """An empty PostgreSQL database: reachable, never migrated."""
-    need("PostgreSQL", "127.0.0.1", 5432)
-    name = f"fibosms_unmigrated_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with empty_pg_database("fibosms_unmigrated") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
