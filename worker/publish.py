@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -59,6 +59,9 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 log = logging.getLogger("fibosms.publish")
+
+#: one task to publish: its name, the message ids it carries, its queue
+_Task = tuple[str, list[int], str]
 
 __all__ = [
     "BATCHED_QUEUE",
@@ -190,31 +193,16 @@ class Publisher:
 
         A failure is not fatal: the rows are committed, and the sweep publishes them later.
         """
-        if not items:
-            return []
-        tasks = self._tasks(items)
-        if countdown is not None and self.whole_seconds and countdown > 0:
-            countdown = float(math.ceil(countdown))
-        done = 0
-        try:
-            with self.app.producer_or_acquire() as producer:
-                for name, ids, queue in tasks:
-                    self.app.send_task(
-                        name, args=_args(name, ids), queue=queue, countdown=countdown,
-                        producer=producer, **self._options,
-                    )
-                    done += 1
-        except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
-            log.warning(
-                "publish failed for %d of %d tasks; the sweep will publish them (%s)",
-                len(tasks) - done,
-                len(tasks),
-                type(exc).__name__,
-            )
-        return _unpublished(tasks, done)
+        return _publish(items, self.batch_size, countdown, self.whole_seconds, self._each)
 
-    def _tasks(self, items: Sequence[tuple[int, str]]) -> list[tuple[str, list[int], str]]:
-        return _tasks(items, self.batch_size)
+    def _each(self, tasks: list[_Task], countdown: float | None) -> Iterator[None]:
+        with self.app.producer_or_acquire() as producer:
+            for name, ids, queue in tasks:
+                self.app.send_task(
+                    name, args=_args(name, ids), queue=queue, countdown=countdown,
+                    producer=producer, **self._options,
+                )
+                yield
 
 
 class BrokerPublisher:
@@ -293,34 +281,23 @@ class BrokerPublisher:
 
         A failure is not fatal: the rows are committed, and the sweep publishes them later.
         """
-        if not items:
-            return []
-        tasks = _tasks(items, self.batch_size)
-        if countdown is not None and self.whole_seconds and countdown > 0:
-            countdown = float(math.ceil(countdown))
-        done = 0
-        try:
-            if self.redis_family:
-                self._publish_redis(tasks, countdown)
-                done = len(tasks)
-            else:
-                with self._producers().acquire(block=True) as producer:
-                    for name, ids, queue in tasks:
-                        self._send(producer, name, _args(name, ids), queue, countdown)
-                        done += 1
-        except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
-            log.warning(
-                "publish failed for %d of %d tasks; the sweep will publish them (%s)",
-                len(tasks) - done,
-                len(tasks),
-                type(exc).__name__,
-            )
-        return _unpublished(tasks, done)
+        return _publish(items, self.batch_size, countdown, self.whole_seconds, self._each)
+
+    def _each(self, tasks: list[_Task], countdown: float | None) -> Iterator[None]:
+        if self.redis_family:
+            self._publish_redis(tasks, countdown)  # all of them in one pipeline
+            for _ in tasks:
+                yield
+            return
+        with self._producers().acquire(block=True) as producer:
+            for name, ids, queue in tasks:
+                self._send(producer, name, _args(name, ids), queue, countdown)
+                yield
 
     # -- Redis -----------------------------------------------------------------------------
 
     def _publish_redis(
-        self, tasks: list[tuple[str, list[int], str]], countdown: float | None
+        self, tasks: list[_Task], countdown: float | None
     ) -> None:
         """Every task of the call, and its event, in one pipeline: one round trip.
 
@@ -354,7 +331,7 @@ class BrokerPublisher:
         self._with_retries(send, (redis.ConnectionError, redis.TimeoutError))
 
     def _redis_commands(
-        self, tasks: list[tuple[str, list[int], str]], countdown: float | None, db: int
+        self, tasks: list[_Task], countdown: float | None, db: int
     ) -> list[tuple[str, str, bytes]]:
         """The LPUSH of each task, and the PUBLISH of its event, for the Redis database
         ``db`` (kombu's fanout channel for events names it: "/{db}.celeryev/task.sent")."""
@@ -601,7 +578,36 @@ def _args(name: str, ids: list[int]) -> list[Any]:
     return [ids] if name == SEND_BATCH_TASK else [ids[0]]
 
 
-def _unpublished(tasks: Sequence[tuple[str, list[int], str]], done: int) -> list[int]:
+def _publish(
+    items: Sequence[tuple[int, str]],
+    batch_size: int,
+    countdown: float | None,
+    whole_seconds: bool,
+    each: Callable[[list[_Task], float | None], Iterator[None]],
+) -> list[int]:
+    """What both publishers do around sending: group the items into tasks, round the countdown
+    up to whole seconds where the broker needs it, send through ``each`` (which yields once
+    per task sent), and leave what was not sent to the sweep; the ids not published."""
+    if not items:
+        return []
+    tasks = _tasks(items, batch_size)
+    if countdown is not None and whole_seconds and countdown > 0:
+        countdown = float(math.ceil(countdown))
+    done = 0
+    try:
+        for _ in each(tasks, countdown):
+            done += 1
+    except Exception as exc:  # the broker is down or unreachable: leave it to the sweep
+        log.warning(
+            "publish failed for %d of %d tasks; the sweep will publish them (%s)",
+            len(tasks) - done,
+            len(tasks),
+            type(exc).__name__,
+        )
+    return _unpublished(tasks, done)
+
+
+def _unpublished(tasks: Sequence[_Task], done: int) -> list[int]:
     """The message ids of the tasks after the first ``done``: left to the sweep."""
     return [mid for _, ids, _ in tasks[done:] for mid in ids]
 
@@ -613,7 +619,7 @@ def _origin() -> str:
 
 def _tasks(
     items: Sequence[tuple[int, str]], batch_size: int
-) -> list[tuple[str, list[int], str]]:
+) -> list[_Task]:
     """(task name, message ids, queue): bulk ids in batches, the others one by one."""
     tasks = [(SEND_TASK, [mid], queue) for mid, queue in items if queue != BATCHED_QUEUE]
     bulk = [mid for mid, queue in items if queue == BATCHED_QUEUE]
