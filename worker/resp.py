@@ -113,9 +113,9 @@ def _read(stream: IO[bytes]) -> Reply | RespError:
     if kind == b"-":
         return RespError(rest.decode("utf-8", "replace"))
     if kind == b":":
-        return int(rest)
+        return _number(rest)
     if kind == b"$":
-        size = int(rest)
+        size = _number(rest)
         if size < 0:
             return None
         data = stream.read(size + 2)
@@ -123,7 +123,7 @@ def _read(stream: IO[bytes]) -> Reply | RespError:
             raise ProtocolError("the connection closed before a whole reply arrived")
         return bytes(data[:-2])
     if kind == b"*":
-        count = int(rest)
+        count = _number(rest)
         if count < 0:
             return None
         items: list[Reply] = []
@@ -134,3 +134,10 @@ def _read(stream: IO[bytes]) -> Reply | RespError:
             items.append(item)
         return items
     raise ProtocolError(f"not a RESP reply (first byte {kind!r})")
+
+
+def _number(text: bytes) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ProtocolError("a RESP length or integer that is not a number") from None

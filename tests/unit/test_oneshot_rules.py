@@ -75,7 +75,9 @@ def test_an_error_reply_is_returned_as_an_error() -> None:
     assert isinstance(got, resp.RespError) and "WRONGTYPE" in str(got)
 
 
-@pytest.mark.parametrize("wire", [b"+OK", b"$5\r\nhe", b"?what\r\n", b""])
+@pytest.mark.parametrize(
+    "wire", [b"+OK", b"$5\r\nhe", b"?what\r\n", b"", b":4x\r\n", b"$five\r\nhello\r\n"]
+)
 def test_a_cut_or_foreign_reply_breaks_the_connection(wire: bytes) -> None:
     with pytest.raises(resp.ProtocolError):
         resp._read(io.BytesIO(wire))
