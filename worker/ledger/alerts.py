@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.ledger.db import dialect_insert
 from worker.ledger.models import Alert
 
 #: undelivered alerts taken per delivery run
@@ -42,8 +42,7 @@ def open_alert(session: Session, *, kind: str, key: str, message: str, now: date
     a second transaction raising the same key at the same moment wait for the first and
     then insert nothing, where a look followed by an insert let both in.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     opened = session.scalar(
         insert(Alert)
         .values(kind=kind, key=key, message=message, raised_at=now)

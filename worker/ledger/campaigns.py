@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.ledger.db import dialect_insert
 from worker.ledger.marketing import CANCELLED_ERROR
 from worker.ledger.models import SENDABLE, Campaign, Message, Status
 
@@ -30,8 +30,7 @@ class CampaignRecord:
 
 def ensure_campaign(session: Session, name: str, now: datetime) -> CampaignRecord:
     """The campaign ``name``, created now if it is new."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     conn = session.connection()
     conn.execute(
         insert(_CAMP)

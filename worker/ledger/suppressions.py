@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from worker.ledger.db import dialect_insert
 from worker.ledger.models import Suppression
 
 #: ``sms_suppressions.source`` values
@@ -40,8 +40,7 @@ def add_suppressions(
     Returns how many were new.
     """
     unique = sorted(set(phones))
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     added = 0
     for start in range(0, len(unique), _CHUNK):
         chunk = unique[start : start + _CHUNK]
