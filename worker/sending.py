@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -25,6 +27,7 @@ from worker.callwindow import CallWindow, NoWindow
 from worker.codes import INSUFFICIENT_BALANCE, SUBSCRIBER_REFUSES
 from worker.decide import Decision, decide
 from worker.errors import AmbiguousError, FiboError, TransientError
+from worker.gateway.parse import SendReceipt
 from worker.ledger.account import is_paused, pause
 from worker.ledger.claims import (
     ClaimedMessage,
@@ -50,6 +53,9 @@ from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
 from worker.settings.rules import token_wait_seconds
 from worker.watch.alerts import raise_alert
+
+if TYPE_CHECKING:
+    from worker.gateway.burst import Burst
 
 log = logging.getLogger("fibosms.send")
 
@@ -80,6 +86,13 @@ class Sender(Protocol):
     def send(
         self, phone: str, text: str, *, sender: str | None = ..., service_type: int = ...
     ) -> object: ...
+
+
+@runtime_checkable
+class Bursting(Sender, Protocol):
+    """A sender that can also drive many calls from one thread (the FIBO client)."""
+
+    def burst(self, *, shared: bool = ...) -> Burst | None: ...
 
 
 #: what one call ended with: a success code, the error, or None when no call was made
@@ -139,6 +152,11 @@ def process_batch(
     gate = gate or Gate()
 
     def call(claimed: list[ClaimedMessage]) -> Iterator[list[Attempted]]:
+        burst = client.burst() if isinstance(client, Bursting) else None
+        if burst is not None:
+            with burst:
+                yield from _burst_calls(burst, claimed, settings, gate)
+            return
         pending: dict[Future[Outcome], ClaimedMessage] = {
             executor.submit(_attempt, client, m, settings, gate): m for m in claimed
         }
@@ -245,23 +263,75 @@ def _publish_if_resumed(ids: list[int], *, db: Database, publisher: Publishes) -
                 mark_unpublished(session, failed)
 
 
+def _burst_calls(
+    burst: Burst, claimed: list[ClaimedMessage], settings: Settings, gate: Gate
+) -> Iterator[list[Attempted]]:
+    """A batch's calls driven by this thread (:mod:`worker.gateway.burst`); outcomes
+    handed on as they end, those ending within :data:`SHARED_RECORD_SECONDS` together.
+
+    Each message still takes its token first, and each outcome still tells the breaker.
+    The call window does not apply: it spares threads from crowding one core, and a burst
+    has one thread; the process's ``FIBOSMS_BATCH_CONCURRENCY`` bounds its calls instead.
+    """
+    waiting = deque(claimed)
+    while waiting or burst.pending:
+        untried: list[Attempted] = []
+        while waiting and burst.room():
+            msg = waiting.popleft()
+            if not _token(msg, settings, gate):
+                untried.append((msg, None))
+                continue
+            burst.start(
+                msg,
+                format_for_gateway(msg.recipient, settings.phone_format),
+                msg.text,
+                sender=msg.sender or settings.sender_name,
+                service_type=msg.service_type,
+                masked_phone=mask_phone(msg.recipient),
+            )
+        if untried:
+            yield untried
+        ended = burst.wait()
+        until = time.monotonic() + SHARED_RECORD_SECONDS
+        while ended and burst.pending and (left := until - time.monotonic()) > 0:
+            more = burst.wait(left)
+            if not more:
+                break
+            ended += more
+        if ended:
+            yield [(msg, _judged(outcome, gate)) for msg, outcome in ended]
+
+
 def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate) -> Outcome:
     """One gateway call: the success code, the error, or None when no call was made.
 
     None (no token in time, or the limiter itself failed) gives the claim back uncounted:
     an attempt that never reached the network is not ambiguous.
     """
-    cost = msg.segments if settings.rate_per_segment else 1
-    timeout = token_wait_seconds(settings.sending_timeout_seconds, rate_limited=True)
-    try:
-        if not gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout):
-            return None
-    except Exception:
-        log.exception("rate limiter failed before the call; message %d given back", msg.id,
-                      extra={"message_id": msg.id})
+    if not _token(msg, settings, gate):
         return None
     with gate.window.call():
         outcome = call_gateway(client, msg, settings)
+    return _judged(outcome, gate)
+
+
+def _token(msg: ClaimedMessage, settings: Settings, gate: Gate) -> bool:
+    """Whether the rate limit let ``msg`` go (False: no token in time, or it failed)."""
+    cost = msg.segments if settings.rate_per_segment else 1
+    timeout = token_wait_seconds(settings.sending_timeout_seconds, rate_limited=True)
+    try:
+        return gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout)
+    except Exception:
+        log.exception("rate limiter failed before the call; message %d given back", msg.id,
+                      extra={"message_id": msg.id})
+        return False
+
+
+def _judged(outcome: int | SendReceipt | FiboError, gate: Gate) -> int | FiboError:
+    """A call's outcome as the ledger takes it (the success code or the error), told to the
+    circuit breaker."""
+    if isinstance(outcome, SendReceipt):
+        outcome = outcome.code
     try:
         if isinstance(outcome, (TransientError, AmbiguousError)):
             gate.breaker.failure()

@@ -40,6 +40,8 @@ returns a verdict, and the error is raised afterwards, with no ``__cause__`` or
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -66,6 +68,7 @@ from worker.errors import (
     NotSent,
     TransientError,
 )
+from worker.gateway.burst import Burst, Pool, Retries, Route, Timeouts
 from worker.gateway.deadline import StopAt, WaitWithin, watch
 from worker.gateway.parse import (
     SendReceipt,
@@ -78,6 +81,7 @@ from worker.gateway.parse import (
 from worker.gateway.redact import quiet_urllib3
 from worker.gateway.transport import (
     MAX_BODY_BYTES,
+    POOL_SIZE,
     Answer,
     Phase,
     Preparer,
@@ -138,6 +142,15 @@ class FiboClient:
         quiet_urllib3()
         self._session = build_session(self._base)
         self._prepare = Preparer(self._session)
+        # sends go out over non-blocking connections of their own, unless a proxy (which
+        # only requests speaks here) stands in the way
+        self._route = self._send_route()
+        self._pool = Pool(POOL_SIZE)
+        #: calls in flight across this process's shared bursts (FIBOSMS_BATCH_CONCURRENCY)
+        self._slots = threading.Semaphore(settings.batch_concurrency)
+        self._send_attempts = send_attempts
+        self._retry_deadline = retry_deadline_seconds
+        self._backoff = (backoff_initial_seconds, backoff_max_seconds, backoff_jitter_seconds)
         # initial·2^(n-1) s, capped, plus 0…jitter s; spelled out because the arguments of
         # tenacity's own wait_exponential_jitter differ between tenacity 8 and 9
         wait = wait_exponential(
@@ -162,6 +175,22 @@ class FiboClient:
             reraise=True,
         )
 
+    def _send_route(self) -> Route | None:
+        try:
+            prepared = self._prepare("GET", self._base + self._settings.send_path)
+        except (requests.RequestException, ValueError):
+            return None  # an unusable URL: the requests path reports it, call by call
+        return Route.of(
+            prepared,
+            proxies=self._session.proxies,
+            verify=self._session.verify,
+            credentials={
+                "clientNo": self._settings.client_no,
+                "clientPass": self._settings.client_pass,
+            },
+            sender=self._settings.sender_name or "",
+        )
+
     @property
     def settings(self) -> Settings:
         return self._settings
@@ -181,6 +210,7 @@ class FiboClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()
+        self._pool.close()
 
     # -- the three calls -----------------------------------------------------------------
 
@@ -198,6 +228,18 @@ class FiboClient:
         ``sender`` defaults to the settings' brand name; ``service_type`` 0 is plain text,
         1 Unicode. Retried here only while the request has not left (:class:`NotSent`).
         """
+        masked = mask_phone(phone)
+        burst = self.burst(shared=False)
+        if burst is not None:
+            with burst:
+                burst.start(
+                    None, phone, text, sender=sender, service_type=service_type,
+                    sms_guid=sms_guid, masked_phone=masked,
+                )
+                ((_, outcome),) = burst.wait()
+            if isinstance(outcome, FiboError):
+                raise outcome
+            return outcome
         params = {
             "senderName": sender if sender is not None else (self._settings.sender_name or ""),
             "phoneNumber": phone,
@@ -210,9 +252,47 @@ class FiboClient:
             stop=self._send_stop | StopAt(deadline), wait=WaitWithin(self._wait, deadline)
         )
         receipt: SendReceipt = attempts(
-            self._call, "send", mask_phone(phone), parse_send, params=params, deadline=deadline
+            self._call, "send", masked, parse_send, params=params, deadline=deadline
         )
         return receipt
+
+    def burst(self, *, shared: bool = True) -> Burst | None:
+        """Sends driven together by the calling thread (:mod:`worker.gateway.burst`), or
+        None when a proxy is configured and only :meth:`send` can reach the gateway.
+
+        ``shared``: its calls count against the process's ``FIBOSMS_BATCH_CONCURRENCY``
+        (call :meth:`Burst.room` before each start). Close it when done.
+        """
+        if self._route is None:
+            return None
+        return Burst(
+            self._route,
+            self._pool,
+            timeouts=Timeouts(
+                connect=self._settings.connect_timeout_seconds,
+                read=self._settings.read_timeout_seconds,
+                deadline=self._settings.call_deadline_seconds,
+            ),
+            retries=Retries(
+                attempts=self._send_attempts,
+                within=self._retry_deadline,
+                backoff=self._backoff_seconds,
+                announce=_announce_retry,
+            ),
+            conclude=self._conclude_send,
+            slots=self._slots if shared else None,
+        )
+
+    def _conclude_send(
+        self, op: str, masked_phone: str, started: float, outcome: Answer | TransportFailure
+    ) -> SendReceipt | FiboError:
+        return self._conclude(op, masked_phone, started, outcome, parse_send)
+
+    def _backoff_seconds(self, attempt: int) -> float:
+        """What the tenacity wait of :meth:`send` gives after ``attempt``."""
+        initial, most, jitter = self._backoff
+        wait: float = min(initial * 2 ** (attempt - 1), most)
+        return wait + random.uniform(0, jitter)  # noqa: S311 - jitter, not a secret
 
     def balance(self) -> Decimal:
         """What is left: messages or VND, whichever the account counts (GetClientBalance)."""
@@ -258,6 +338,22 @@ class FiboClient:
             if op == "totals"
             else self._get(op, params or {}, deadline)
         )
+        result = self._conclude(op, masked_phone, started, outcome, parse)
+        if isinstance(result, FiboError):
+            # raised here, outside any except block: no __context__ to carry a URL along
+            raise result
+        return result
+
+    def _conclude(
+        self,
+        op: str,
+        masked_phone: str | None,
+        started: float,
+        outcome: Answer | TransportFailure,
+        parse: Callable[[bytes, int], T],
+    ) -> T | FiboError:
+        """What one attempt's transport outcome means: the parsed result or the error;
+        logs the attempt's line. Shared by the requests path and the bursts."""
         status: int | None = None
         if isinstance(outcome, TransportFailure):
             error = self._transport_error(op, outcome)
@@ -280,8 +376,7 @@ class FiboClient:
                 self._log(op, masked_phone, started, result, None, status)
                 return result
         self._log(op, masked_phone, started, None, error, status)
-        # raised here, outside any except block: no __context__ to carry a URL along
-        raise error
+        return error
 
     def _transport_error(self, op: str, failure: TransportFailure) -> FiboError:
         if failure.phase is Phase.BAD_CONFIG:
@@ -393,6 +488,10 @@ class FiboClient:
                 "fibo_ms": round(ms),
             },
         )
+
+
+def _announce_retry(attempt: int, sleep: float) -> None:
+    log.info("fibo %s retry %d in %.2f s after %s", "send", attempt, sleep, "NotSent")
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -1,0 +1,384 @@
+"""Many sends from one thread (``FiboClient.burst``), against the sandbox over real HTTP and
+HTTPS, and against sockets that misbehave as a gateway can.
+
+``FiboClient.send`` is itself a burst of one, so every test of ``test_client.py`` and
+``test_client_deadline.py`` runs through the same engine; these cover what only a burst
+(or TLS) shows: outcomes kept apart by key, the shared concurrency bound, reused and stale
+connections, certificates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_client import fast_client
+from tests.integration.test_client_deadline import ANSWER, HEAD, trickling_gateway
+from worker.errors import AmbiguousError, FiboError, NotSent, PermanentError
+from worker.gateway import FiboClient, SendReceipt
+from worker.gateway.burst import Burst
+from worker.sandbox import SandboxServer
+from worker.settings import Settings
+
+
+def phone(i: int) -> str:
+    return f"0912{i:06d}"
+
+
+def burst_of(client: FiboClient, *, shared: bool = True) -> Burst:
+    burst = client.burst(shared=shared)
+    assert burst is not None, "no proxy is configured: the client must burst"
+    return burst
+
+
+def send_all(
+    burst: Burst, messages: list[tuple[Any, str, str]]
+) -> dict[Any, SendReceipt | FiboError]:
+    """Start every message as room allows; every outcome by key."""
+    outcomes: dict[Any, SendReceipt | FiboError] = {}
+    waiting = list(messages)
+    while waiting or burst.pending:
+        while waiting and burst.room():
+            key, to, text = waiting.pop(0)
+            burst.start(key, to, text, masked_phone="masked")
+        for key, outcome in burst.wait():
+            assert key not in outcomes, f"{key} came back twice"
+            outcomes[key] = outcome
+    return outcomes
+
+
+# -- over plain HTTP ---------------------------------------------------------------------
+
+
+def test_each_message_of_a_burst_goes_out_once_and_comes_back_under_its_own_key(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    sandbox.script(phone(7), [{"code": 7}])  # the subscriber refuses
+    sandbox.script(phone(13), [{"drop": True}])  # cut without an answer
+    messages = [(i, phone(i), f"tin nhan {i}") for i in range(40)]
+    with fast_client(sandbox_settings) as client, burst_of(client) as burst:
+        outcomes = send_all(burst, messages)
+    assert set(outcomes) == set(range(40))
+    assert isinstance(outcomes[7], PermanentError) and outcomes[7].code == 7
+    assert isinstance(outcomes[13], AmbiguousError)
+    accepted = {m.phone: m.text for m in sandbox.accepted()}
+    assert accepted == {phone(i): f"tin nhan {i}" for i in range(40) if i not in (7, 13)}
+    assert all(isinstance(outcomes[i], SendReceipt) for i in range(40) if i not in (7, 13))
+    sends = [c.phone or "" for c in sandbox.calls() if c.operation == "SendMaskedSMS"]
+    assert sorted(sends) == sorted(phone(i) for i in range(40))  # each exactly once
+
+
+def test_the_shared_bound_holds_calls_in_flight_across_bursts(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    sandbox.script(None, [{"delay": 0.3}] * 3)
+    settings = dataclasses.replace(sandbox_settings, batch_concurrency=2)
+    with fast_client(settings) as client:
+        first, second = burst_of(client), burst_of(client)
+        assert first.room()
+        first.start(1, phone(1), "a", masked_phone="m")
+        assert first.room()
+        first.start(2, phone(2), "b", masked_phone="m")
+        # both slots are in flight: a burst with calls of its own does not wait for one …
+        assert not first.room()
+        # … and another burst waits (blocks) until one ends
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(second.room()))
+        waiter.start()
+        waiter.join(0.1)
+        assert waiter.is_alive() and not got
+        ended = first.wait()
+        waiter.join(5)
+        assert got == [True] and len(ended) >= 1
+        second.start(3, phone(3), "c", masked_phone="m")
+        while first.pending:
+            first.wait()
+        assert [k for k, _ in second.wait()] == [3]
+        first.close()
+        second.close()
+        # every slot came back
+        bursts = [burst_of(client), burst_of(client)]
+        assert all(b.room() for b in bursts)
+        for b in bursts:
+            b.close()
+
+
+def test_an_unshared_burst_is_not_bound(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    settings = dataclasses.replace(sandbox_settings, batch_concurrency=1)
+    with fast_client(settings) as client, burst_of(client, shared=False) as burst:
+        outcomes = send_all(burst, [(i, phone(i), "x") for i in range(5)])
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values())
+
+
+def test_closing_a_burst_with_calls_in_flight_frees_their_slots(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    sandbox.script(None, [{"delay": 0.5}])
+    settings = dataclasses.replace(sandbox_settings, batch_concurrency=1)
+    with fast_client(settings) as client:
+        with burst_of(client) as burst:
+            assert burst.room()
+            burst.start(1, phone(1), "x", masked_phone="m")
+        with burst_of(client) as burst:
+            started = time.monotonic()
+            assert burst.room()
+            assert time.monotonic() - started < 0.2
+
+
+def test_refused_connections_are_retried_then_not_sent(
+    sandbox_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fibosms.gateway")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    settings = dataclasses.replace(sandbox_settings, api_url=dead)
+    with fast_client(settings, send_attempts=3) as client, burst_of(client) as burst:
+        outcomes = send_all(burst, [(i, phone(i), "x") for i in range(4)])
+    assert all(isinstance(o, NotSent) for o in outcomes.values())
+    attempts = [r for r in caplog.records if getattr(r, "fibo_op", None) == "send"]
+    retries = [r for r in caplog.records if "retry" in r.getMessage()]
+    assert len(attempts) == 12 and len(retries) == 8  # 3 attempts a message, 2 retries
+
+
+def test_every_call_of_a_trickled_burst_ends_by_its_deadline(
+    sandbox_settings: Settings,
+) -> None:
+    deadline = 1.5
+    with trickling_gateway(lambda: ANSWER, HEAD) as url:
+        settings = dataclasses.replace(
+            sandbox_settings, api_url=url, call_deadline_seconds=deadline
+        )
+        with fast_client(settings) as client, burst_of(client) as burst:
+            started = time.monotonic()
+            outcomes = send_all(burst, [(i, phone(i), "x") for i in range(10)])
+            elapsed = time.monotonic() - started
+    assert elapsed < deadline + 0.5
+    assert all(isinstance(o, AmbiguousError) for o in outcomes.values())
+    assert all("call deadline" in o.meaning for o in outcomes.values())  # type: ignore[union-attr]
+
+
+@contextmanager
+def one_answer_per_connection(linger: float) -> Iterator[tuple[str, list[int]]]:
+    """Answers one request on each connection (keep-alive, as far as its headers say),
+    then closes it ``linger`` seconds later: a gateway's idle timeout, in short."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.05)
+    stop = threading.Event()
+    requests_seen: list[int] = []
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            requests_seen.append(1)
+            conn.sendall(HEAD + ANSWER)
+            stop.wait(linger)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", requests_seen
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_a_connection_the_gateway_closed_while_idle_is_not_reused(
+    sandbox_settings: Settings,
+) -> None:
+    with one_answer_per_connection(linger=0.05) as (url, seen):
+        settings = dataclasses.replace(sandbox_settings, api_url=url)
+        with fast_client(settings) as client:
+            assert client.send(phone(1), "x").code == 200
+            time.sleep(0.3)  # the gateway has closed the idle connection by now
+            # a reuse would write into a closed connection: an ambiguous outcome
+            assert client.send(phone(2), "y").code == 200
+    assert len(seen) == 2
+
+
+# -- over TLS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (and no name), and its key."""
+    where = tmp_path_factory.mktemp("tls")
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=fibosms test",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@contextmanager
+def tls_in_front_of(
+    sandbox: SandboxServer, certificate: tuple[Path, Path]
+) -> Iterator[str]:
+    """An https address whose connections are decrypted and relayed to the sandbox."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def relay(raw: socket.socket) -> None:
+        try:
+            raw.settimeout(5)
+            tls = context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", sandbox.port))
+        threading.Thread(target=pipe, args=(upstream, tls), daemon=True).start()
+        tls.settimeout(None)
+        pipe(tls, upstream)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=relay, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def tls_client(
+    settings: Settings, url: str, bundle: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> FiboClient:
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if bundle is None:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    else:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return fast_client(dataclasses.replace(settings, api_url=url))
+
+
+def test_a_burst_over_tls_checks_the_certificate_against_the_configured_bundle(
+    sandbox: SandboxServer,
+    sandbox_settings: Settings,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        tls_in_front_of(sandbox, certificate) as url,
+        tls_client(sandbox_settings, url, certificate[0], monkeypatch) as client,
+    ):
+        with burst_of(client) as burst:
+            outcomes = send_all(burst, [(i, phone(i), f"qua TLS {i}") for i in range(8)])
+        again = client.send(phone(99), "lan nua")  # on a connection the burst pooled
+        pooled = len(client._pool._idle)
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values())
+    assert again.code == 200
+    assert pooled >= 1
+    assert sorted(m.text for m in sandbox.accepted()) == sorted(
+        [f"qua TLS {i}" for i in range(8)] + ["lan nua"]
+    )
+
+
+def test_a_certificate_the_bundle_does_not_vouch_for_is_refused_before_anything_leaves(
+    sandbox: SandboxServer,
+    sandbox_settings: Settings,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        tls_in_front_of(sandbox, certificate) as url,
+        tls_client(sandbox_settings, url, None, monkeypatch) as client,
+        pytest.raises(NotSent) as info,
+    ):
+        client.send(phone(1), "x")
+    assert "certificate was refused" in info.value.meaning
+    assert sandbox.calls() == []
+
+
+def test_a_name_the_certificate_does_not_carry_is_refused(
+    sandbox: SandboxServer,
+    sandbox_settings: Settings,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the certificate vouches for 127.0.0.1 alone: reached as "localhost", it is refused
+    with tls_in_front_of(sandbox, certificate) as url:
+        port = url.rsplit(":", 1)[1]
+        with tls_client(
+            sandbox_settings, f"https://localhost:{port}", certificate[0], monkeypatch
+        ) as client, pytest.raises(NotSent) as info:
+            client.send(phone(1), "x")
+    assert "certificate was refused" in info.value.meaning
+    assert sandbox.calls() == []
+
+
+# -- through a proxy: requests, not the burst -----------------------------------------------
+
+
+def test_with_a_proxy_configured_there_is_no_burst_and_sends_still_work(
+    sandbox: SandboxServer, sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", sandbox.url)  # the sandbox serves as a forward proxy
+    settings = dataclasses.replace(sandbox_settings, api_url="http://fibo.invalid")
+    with fast_client(settings) as client:
+        assert client.burst() is None
+        assert client.send(phone(1), "qua proxy").code == 200
+    assert [m.text for m in sandbox.accepted()] == ["qua proxy"]
+
