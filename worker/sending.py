@@ -92,7 +92,7 @@ class Sender(Protocol):
 class Bursting(Sender, Protocol):
     """A sender that can also drive many calls from one thread (the FIBO client)."""
 
-    def burst(self, *, shared: bool = ...) -> Burst | None: ...
+    def burst(self, *, bounded: bool = ...) -> Burst | None: ...
 
 
 #: what one call ended with: a success code, the error, or None when no call was made
@@ -271,7 +271,8 @@ def _burst_calls(
 
     Each message still takes its token first, and each outcome still tells the breaker.
     The call window does not apply: it spares threads from crowding one core, and a burst
-    has one thread; the process's ``FIBOSMS_BATCH_CONCURRENCY`` bounds its calls instead.
+    has one thread; ``FIBOSMS_BATCH_CONCURRENCY`` bounds the batch's calls in flight, as
+    the send tasks' time limits assume (``fibosms.celeryapp.config.send_time_limits``).
     """
     waiting = deque(claimed)
     while waiting or burst.pending:

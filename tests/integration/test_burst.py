@@ -3,7 +3,7 @@ HTTPS, and against sockets that misbehave as a gateway can.
 
 ``FiboClient.send`` is itself a burst of one, so every test of ``test_client.py`` and
 ``test_client_deadline.py`` runs through the same engine; these cover what only a burst
-(or TLS) shows: outcomes kept apart by key, the shared concurrency bound, reused and stale
+(or TLS) shows: outcomes kept apart by key, the bound on calls in flight, reused and stale
 connections, certificates.
 """
 
@@ -36,8 +36,8 @@ def phone(i: int) -> str:
     return f"0912{i:06d}"
 
 
-def burst_of(client: FiboClient, *, shared: bool = True) -> Burst:
-    burst = client.burst(shared=shared)
+def burst_of(client: FiboClient, *, bounded: bool = True) -> Burst:
+    burst = client.burst(bounded=bounded)
     assert burst is not None, "no proxy is configured: the client must burst"
     return burst
 
@@ -79,63 +79,60 @@ def test_each_message_of_a_burst_goes_out_once_and_comes_back_under_its_own_key(
     assert sorted(sends) == sorted(phone(i) for i in range(40))  # each exactly once
 
 
-def test_the_shared_bound_holds_calls_in_flight_across_bursts(
+def test_a_bounded_burst_keeps_at_most_the_batch_concurrency_in_flight(
     sandbox: SandboxServer, sandbox_settings: Settings
 ) -> None:
-    sandbox.script(None, [{"delay": 0.3}] * 3)
+    sandbox.script(None, [{"delay": 0.2}] * 2)
     settings = dataclasses.replace(sandbox_settings, batch_concurrency=2)
-    with fast_client(settings) as client:
-        first, second = burst_of(client), burst_of(client)
-        assert first.room()
-        first.start(1, phone(1), "a", masked_phone="m")
-        assert first.room()
-        first.start(2, phone(2), "b", masked_phone="m")
-        # both slots are in flight: a burst with calls of its own does not wait for one …
-        assert not first.room()
-        # … and another burst waits (blocks) until one ends
-        got: list[bool] = []
-        waiter = threading.Thread(target=lambda: got.append(second.room()))
-        waiter.start()
-        waiter.join(0.1)
-        assert waiter.is_alive() and not got
-        ended = first.wait()
-        waiter.join(5)
-        assert got == [True] and len(ended) >= 1
-        second.start(3, phone(3), "c", masked_phone="m")
-        while first.pending:
-            first.wait()
-        assert [k for k, _ in second.wait()] == [3]
-        first.close()
-        second.close()
-        # every slot came back
-        bursts = [burst_of(client), burst_of(client)]
-        assert all(b.room() for b in bursts)
-        for b in bursts:
-            b.close()
+    with fast_client(settings) as client, burst_of(client) as burst:
+        burst.start(1, phone(1), "a", masked_phone="m")
+        burst.start(2, phone(2), "b", masked_phone="m")
+        assert not burst.room()
+        with pytest.raises(RuntimeError):
+            burst.start(3, phone(3), "c", masked_phone="m")
+        ended = burst.wait()
+        assert burst.room()
+        burst.start(3, phone(3), "c", masked_phone="m")
+        while burst.pending:
+            ended += burst.wait()
+    assert sorted(k for k, _ in ended) == [1, 2, 3]
+    assert len(sandbox.accepted()) == 3
 
 
-def test_an_unshared_burst_is_not_bound(
+def test_calls_beyond_the_bound_wait_for_room_and_all_go_out(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    sandbox.script(None, [{"delay": 0.2}] * 6)
+    settings = dataclasses.replace(sandbox_settings, batch_concurrency=3)
+    with fast_client(settings) as client, burst_of(client) as burst:
+        started = time.monotonic()
+        outcomes = send_all(burst, [(i, phone(i), "x") for i in range(6)])
+        elapsed = time.monotonic() - started
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values())
+    assert 0.4 <= elapsed < 1.5  # two waves of three, not one of six
+
+
+def test_an_unbounded_burst_is_not_held_to_the_batch_concurrency(
     sandbox: SandboxServer, sandbox_settings: Settings
 ) -> None:
     settings = dataclasses.replace(sandbox_settings, batch_concurrency=1)
-    with fast_client(settings) as client, burst_of(client, shared=False) as burst:
-        outcomes = send_all(burst, [(i, phone(i), "x") for i in range(5)])
-    assert all(isinstance(o, SendReceipt) for o in outcomes.values())
+    with fast_client(settings) as client, burst_of(client, bounded=False) as burst:
+        for i in range(5):
+            assert burst.room()
+            burst.start(i, phone(i), "x", masked_phone="m")
+        outcomes = send_all(burst, [])
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values()) and len(outcomes) == 5
 
 
-def test_closing_a_burst_with_calls_in_flight_frees_their_slots(
+def test_closing_a_burst_with_calls_in_flight_closes_their_connections(
     sandbox: SandboxServer, sandbox_settings: Settings
 ) -> None:
     sandbox.script(None, [{"delay": 0.5}])
-    settings = dataclasses.replace(sandbox_settings, batch_concurrency=1)
-    with fast_client(settings) as client:
+    with fast_client(sandbox_settings) as client:
         with burst_of(client) as burst:
-            assert burst.room()
             burst.start(1, phone(1), "x", masked_phone="m")
-        with burst_of(client) as burst:
-            started = time.monotonic()
-            assert burst.room()
-            assert time.monotonic() - started < 0.2
+        assert client._pool._idle == []  # an abandoned call's connection is not reused
+        assert client.send(phone(2), "y").code == 200
 
 
 def test_refused_connections_are_retried_then_not_sent(

@@ -242,10 +242,8 @@ class _Call:
 class Burst:
     """Sends started one by one, their outcomes collected as they end; one thread only.
 
-    ``slots``, when given, bounds the calls in flight across every burst that shares it
-    (``FIBOSMS_BATCH_CONCURRENCY`` per worker process); :meth:`room` waits for a slot
-    only when this burst has nothing in flight, so bursts never wait on each other in a
-    cycle.
+    ``limit``, when given, bounds the calls in flight (a batch's
+    ``FIBOSMS_BATCH_CONCURRENCY``): :meth:`room` says whether another may start.
     """
 
     def __init__(
@@ -256,15 +254,14 @@ class Burst:
         timeouts: Timeouts,
         retries: Retries,
         conclude: Conclude,
-        slots: threading.Semaphore | None = None,
+        limit: int | None = None,
     ) -> None:
         self._route = route
         self._pool = pool
         self._timeouts = timeouts
         self._retries = retries
         self._conclude = conclude
-        self._slots = slots
-        self._spare = False
+        self._limit = limit
         self._calls: list[_Call] = []
         self._ended: list[tuple[Any, Outcome]] = []
         self._selector = selectors.DefaultSelector()
@@ -281,11 +278,8 @@ class Burst:
         return len(self._calls) + len(self._ended)
 
     def room(self) -> bool:
-        """Whether another call may start now (a slot is held for it if so)."""
-        if self._slots is None or self._spare:
-            return True
-        self._spare = self._slots.acquire(blocking=not self._calls)
-        return self._spare
+        """Whether another call may start now, within the limit."""
+        return self._limit is None or len(self._calls) < self._limit
 
     def start(
         self,
@@ -299,11 +293,9 @@ class Burst:
         masked_phone: str,
     ) -> None:
         """Begin sending ``text`` to ``phone``; its outcome comes back from :meth:`wait`
-        with ``key``. With ``slots``, call :meth:`room` first."""
-        if self._slots is not None:
-            if not self._spare:
-                raise RuntimeError("start() without room()")
-            self._spare = False
+        with ``key``. Past the limit (see :meth:`room`) it raises RuntimeError."""
+        if not self.room():
+            raise RuntimeError(f"{self._limit} calls are in flight already")
         now = time.monotonic()
         request = self._route.request({
             "senderName": sender if sender is not None else self._route.sender,
@@ -338,14 +330,10 @@ class Burst:
         return ended
 
     def close(self) -> None:
-        """Abandon whatever is in flight (its sockets closed) and free the slots held."""
+        """Abandon whatever is in flight: its sockets are closed, its outcomes unknown."""
         for call in self._calls:
             self._drop(call)
-            self._free()
         self._calls = []
-        if self._spare:
-            self._free()
-            self._spare = False
         self._selector.close()
 
     # -- the states ----------------------------------------------------------------------
@@ -548,7 +536,6 @@ class Burst:
             call.timer = now + sleep
             return
         self._calls.remove(call)
-        self._free()
         self._ended.append((call.key, result))
 
     # -- plumbing ------------------------------------------------------------------------
@@ -573,10 +560,6 @@ class Burst:
         if call.sock is not None:
             call.sock.close()
             call.sock = None
-
-    def _free(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
 
 
 def _sleep(seconds: float) -> list[Any]:

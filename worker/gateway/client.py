@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -81,7 +80,6 @@ from worker.gateway.parse import (
 from worker.gateway.redact import quiet_urllib3
 from worker.gateway.transport import (
     MAX_BODY_BYTES,
-    POOL_SIZE,
     Answer,
     Phase,
     Preparer,
@@ -98,6 +96,11 @@ from worker.settings import Settings, redact_url
 log = logging.getLogger("fibosms.gateway")
 
 SOAP_ACTION = '"http://tempuri.org/GetTotalMt"'
+
+#: idle connections of the bursts kept per process: each of a worker's threads may hold
+#: FIBOSMS_BATCH_CONCURRENCY of them in flight, and closing what one wave gave back only for
+#: the next to open it again costs connects and a TIME_WAIT socket each
+BURST_POOL_SIZE = 512
 
 #: attempts at a send that never left, and at a balance / totals call
 SEND_ATTEMPTS = 3
@@ -145,9 +148,7 @@ class FiboClient:
         # sends go out over non-blocking connections of their own, unless a proxy (which
         # only requests speaks here) stands in the way
         self._route = self._send_route()
-        self._pool = Pool(POOL_SIZE)
-        #: calls in flight across this process's shared bursts (FIBOSMS_BATCH_CONCURRENCY)
-        self._slots = threading.Semaphore(settings.batch_concurrency)
+        self._pool = Pool(BURST_POOL_SIZE)
         self._send_attempts = send_attempts
         self._retry_deadline = retry_deadline_seconds
         self._backoff = (backoff_initial_seconds, backoff_max_seconds, backoff_jitter_seconds)
@@ -229,7 +230,7 @@ class FiboClient:
         1 Unicode. Retried here only while the request has not left (:class:`NotSent`).
         """
         masked = mask_phone(phone)
-        burst = self.burst(shared=False)
+        burst = self.burst(bounded=False)
         if burst is not None:
             with burst:
                 burst.start(
@@ -256,12 +257,12 @@ class FiboClient:
         )
         return receipt
 
-    def burst(self, *, shared: bool = True) -> Burst | None:
+    def burst(self, *, bounded: bool = True) -> Burst | None:
         """Sends driven together by the calling thread (:mod:`worker.gateway.burst`), or
         None when a proxy is configured and only :meth:`send` can reach the gateway.
 
-        ``shared``: its calls count against the process's ``FIBOSMS_BATCH_CONCURRENCY``
-        (call :meth:`Burst.room` before each start). Close it when done.
+        ``bounded``: at most ``FIBOSMS_BATCH_CONCURRENCY`` calls in flight (ask
+        :meth:`Burst.room` before each start). Close it when done.
         """
         if self._route is None:
             return None
@@ -280,7 +281,7 @@ class FiboClient:
                 announce=_announce_retry,
             ),
             conclude=self._conclude_send,
-            slots=self._slots if shared else None,
+            limit=self._settings.batch_concurrency if bounded else None,
         )
 
     def _conclude_send(
