@@ -320,6 +320,8 @@ class Harness:
     results: dict[str, Any] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
     ceilings: dict[int, float] = field(default_factory=dict)
+    #: the no-op task's rate with task events off (``--noop-events-off``)
+    ceilings_events_off: dict[int, float] = field(default_factory=dict)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -662,12 +664,13 @@ class Harness:
     # -- measuring a drain --------------------------------------------------------------------
 
     def drain(self, label: str, n: int, *, concurrency: int, kinds: Sequence[str],
-              profile_key: str | None = None) -> dict[str, Any]:
+              profile_key: str | None = None,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
         """Start one worker on a pre-filled queue; measure until every row is final."""
         since = time.time()
         self.gateway.reset()
         pg_before = self.pg_counters()
-        worker = self.start_worker(f"{label}-c{concurrency}", concurrency=concurrency)
+        worker = self.start_worker(f"{label}-c{concurrency}", concurrency=concurrency, env=env)
         phase = Phase(self.groups)
         phase.start()
         self.watch.reset_peak()
@@ -797,6 +800,7 @@ class Harness:
             if o.noop_events_off:
                 r2 = self.noop_drain(c, events=False)
                 res[f"noop_c{c}_events_off"] = r2
+                self.ceilings_events_off[c] = r2["rate"]
                 self.rows.append(Row("ceiling", f"no-op, task events off, c={c}", r2["rate"],
                                      "tasks/s", fraction=r2["rate"] / r["rate"],
                                      note="informative: what Flower's events cost"))
@@ -955,6 +959,21 @@ class Harness:
                              note=f"gateway saw {d['gateway_rate'] or 0:,.0f}/s; "
                                   f"enqueue_many {n / secs:,.0f}/s"))
         self._resource_rows("bulk", d)
+        off = self.ceilings_events_off.get(concurrency)
+        if off:
+            self.reset()
+            log(f"bulk c={concurrency}: the same with task events off")
+            self.enqueue_many(n)
+            d2 = self.drain("bulk-noevents", n, concurrency=concurrency, kinds=("marketing",),
+                            env={"FIBOSMS_TASK_EVENTS": "false"})
+            self.results[f"bulk_c{concurrency}_events_off"] = d2
+            frac2 = d2["drain_rate"] / off if d2.get("drain_rate") else None
+            self.rows.append(Row("bulk", f"drain, task events off, c={concurrency}",
+                                 d2.get("drain_rate"), "msg/s", fraction=frac2,
+                                 target=f"≥ {TARGET_BULK_FRACTION} × no-op, events off",
+                                 ok=None if frac2 is None else frac2 >= TARGET_BULK_FRACTION,
+                                 note=f"against the events-off no-op's {off:,.0f}/s"))
+            self._resource_rows("bulk", d2)
 
     def part_latency(self, concurrency: int) -> None:
         o = self.opts
@@ -1374,7 +1393,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--paced-rate", type=float, default=None,
                    help="messages/s of the paced run (default: 0.8 × the measured drain rate)")
     p.add_argument("--noop-events-off", action="store_true",
-                   help="also measure the no-op ceiling with task events off (informative)")
+                   help="also measure the no-op ceiling with task events off, and the bulk "
+                        "part again with events off against it")
     p.add_argument("--rate-limit", type=float, default=50.0,
                    help="FIBOSMS_RATE_LIMIT in the ratelimit part")
     p.add_argument("--ratelimit-seconds", type=float, default=60.0)
