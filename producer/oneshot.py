@@ -3,12 +3,13 @@ durable work of ``enqueue_sms``, without importing SQLAlchemy, kombu or redis-py
 
 A command that starts, records one message and exits spends most of its time importing
 libraries: SQLAlchemy alone is about 0.2 s here, redis-py 0.05 s. When the ledger is
-PostgreSQL (psycopg), the broker a plain ``redis://`` URL and the message is one that
-``enqueue_sms`` records with a single INSERT (due now, no idempotency key, not marketing,
-not a kind the suppression list is consulted for), this module does the same work through
-the driver and Redis's wire protocol: the same row, the same task message, the same
-fallback to the sweep when the publish fails. Anything else returns None, and the caller
-takes :class:`producer.enqueue.Producer`, which handles every case.
+PostgreSQL (psycopg) or an SQLite file, the broker a plain ``redis://`` URL or the embedded
+broker's SQLite file, and the message is one that ``enqueue_sms`` records with a single
+INSERT (due now, no idempotency key, not marketing, not a kind the suppression list is
+consulted for), this module does the same work through the driver, Redis's wire protocol or
+the broker's tables: the same row, the same task message, the same fallback to the sweep
+when the publish fails. Anything else returns None, and the caller takes
+:class:`producer.enqueue.Producer`, which handles every case.
 """
 
 from __future__ import annotations
@@ -30,19 +31,20 @@ def send_once(settings: Settings, phone: Any, text: Any, **options: Any) -> int 
     """Validate and record one message and publish its id; its id, or None when this path
     does not apply (see the module's text) and nothing was recorded.
 
-    Raises ``ValidationError`` for a refused message, ``psycopg.Error`` when the ledger
+    Raises ``ValidationError`` for a refused message, ``psycopg.Error`` or ``sqlite3.Error``
+    when the ledger
     refuses or cannot be reached.
     """
-    dsn = oneshot.dsn_for(settings.database_url)
-    if dsn is None:
+    ledger = oneshot.ledger_for(settings.database_url)
+    if ledger is None:
         return None
     publisher = broker_publisher(settings, oneshot=True)
-    if not publisher.speaks_wire:
+    if not publisher.speaks_wire or not ledger.ready():
         return None
     new = validate(phone, text, settings=settings, now=now(), **options)
     if not one_statement(new, settings):
         return None
-    message_id, _ = oneshot.insert_due_now(dsn, new.row(now()))
+    message_id, _ = ledger.insert_due_now(new.row(now()))
     log.debug(
         "accepted message %s to %s (%s, %d segment(s))",
         message_id,
@@ -51,5 +53,5 @@ def send_once(settings: Settings, phone: Any, text: Any, **options: Any) -> int 
         new.segments,
     )
     if publisher.publish([(message_id, new.queue)]):
-        oneshot.mark_unpublished(dsn, message_id)
+        ledger.mark_unpublished(message_id)
     return message_id

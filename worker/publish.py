@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker import resp
@@ -52,6 +53,8 @@ from worker.brokers import (
     is_sentinel,
     publish_options,
 )
+from worker.ledger import sqlite_broker
+from worker.ledger.oneshot import sqlite_path_for
 
 if TYPE_CHECKING:
     from kombu.entity import Queue
@@ -251,6 +254,8 @@ class BrokerPublisher:
         self._redis_db = 0
         #: a plain redis:// broker spoken to without redis-py (``oneshot``), else None
         self._wire = resp.endpoint(url) if oneshot else None
+        #: the embedded broker's file, written without kombu (``oneshot``), else None
+        self._sqlite = sqlite_path_for(url) if oneshot and url.startswith("sqla+") else None
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._pool: Any = None
@@ -268,8 +273,10 @@ class BrokerPublisher:
 
     @property
     def speaks_wire(self) -> bool:
-        """Whether a publish goes to Redis without redis-py (``oneshot`` and a plain
-        ``redis://`` broker)."""
+        """Whether a publish goes to the broker without redis-py or kombu: ``oneshot``, and
+        a plain ``redis://`` broker or the embedded broker's file with its tables made."""
+        if self._sqlite is not None:
+            return sqlite_broker.ready(self._sqlite)
         return self._wire is not None
 
     # -- the Publishes protocol --------------------------------------------------------
@@ -284,6 +291,11 @@ class BrokerPublisher:
         return _publish(items, self.batch_size, countdown, self.whole_seconds, self._each)
 
     def _each(self, tasks: list[_Task], countdown: float | None) -> Iterator[None]:
+        if self._sqlite is not None:
+            self._publish_sqlite(self._sqlite, tasks, countdown)
+            for _ in tasks:
+                yield
+            return
         if self.redis_family:
             self._publish_redis(tasks, countdown)  # all of them in one pipeline
             for _ in tasks:
@@ -329,6 +341,23 @@ class BrokerPublisher:
                 pipe.execute()
 
         self._with_retries(send, (redis.ConnectionError, redis.TimeoutError))
+
+    def _publish_sqlite(
+        self, path: Path, tasks: list[_Task], countdown: float | None
+    ) -> None:
+        """What kombu's SQLAlchemy transport would store for each task, stored directly: the
+        same envelope as on Redis (both are kombu virtual transports), sent to the queue by
+        name through the default exchange, as :meth:`_send` publishes there. No events: this
+        broker carries none."""
+        import sqlite3
+
+        rows = []
+        for name, ids, queue in tasks:
+            headers, properties, body = self.message(name, _args(name, ids), countdown=countdown)
+            rows.append((queue, _envelope(
+                body, headers, {**properties, "delivery_mode": 2}, exchange="", routing_key=queue,
+            )))
+        self._with_retries(lambda: sqlite_broker.put(path, rows), (sqlite3.OperationalError,))
 
     def _redis_commands(
         self, tasks: list[_Task], countdown: float | None, db: int

@@ -117,9 +117,10 @@ def _database_error(exc: BaseException) -> str | None:
         )
     else:
         # raised by the driver itself: `fibosms send` records a plain message through
-        # psycopg alone (producer.oneshot)
-        driver = sys.modules.get("psycopg")
-        if driver is None or not isinstance(exc, driver.Error):
+        # psycopg or sqlite3 alone (producer.oneshot)
+        drivers = [sys.modules.get(name) for name in ("psycopg", "sqlite3")]
+        driver = next((d for d in drivers if d is not None and isinstance(exc, d.Error)), None)
+        if driver is None:
             return None
         orig = exc
         unreachable = isinstance(exc, driver.OperationalError | driver.InterfaceError)

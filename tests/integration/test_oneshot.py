@@ -7,8 +7,10 @@ Real PostgreSQL, Redis, sandbox and Celery worker.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -130,12 +132,14 @@ def test_a_kind_the_suppression_list_is_consulted_for_is_left_to_the_producer(
 @pytest.mark.parametrize(
     "database,broker",
     [
-        ("sqlite:///{tmp}/ledger.db", "redis://127.0.0.1:6379/0"),
+        ("sqlite:///{tmp}/missing.db", "redis://127.0.0.1:6379/0"),
         ("{pg}", "amqp://guest:guest@127.0.0.1:5672//"),
         ("{pg}", "sqla+sqlite:///{tmp}/broker.db"),
         ("{pg}", "rediss://127.0.0.1:6379/0"),
+        ("sqlite:///{tmp}/ledger.db?timeout=5", "redis://127.0.0.1:6379/0"),
     ],
-    ids=["sqlite-ledger", "rabbitmq", "sqlite-broker", "redis-tls"],
+    ids=["sqlite-ledger-not-made", "rabbitmq", "sqlite-broker-without-tables", "redis-tls",
+         "sqlite-url-with-options"],
 )
 def test_other_ledgers_and_brokers_are_left_to_the_producer(
     pg_url: str, tmp_path: Any, database: str, broker: str, stack_env: dict[str, str]
@@ -198,3 +202,167 @@ def test_fibosms_send_on_postgresql_and_redis_imports_neither_sqlalchemy_nor_red
     assert r["published_at"] is not None
     assert broker_publisher(stack.settings, oneshot=True).speaks_wire
 
+
+
+# -- the embedded defaults: an SQLite ledger and kombu's SQLAlchemy transport on SQLite ------
+
+
+@pytest.fixture
+def defaults(make_stack: Callable[..., Stack], tmp_path: Any) -> Stack:
+    """A migrated SQLite ledger, and an SQLite broker whose tables kombu has made (as a
+    worker's or the producer's first connection makes them), holding no message."""
+    from kombu import Connection
+
+    from worker.ledger.migrate import upgrade
+
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    upgrade(ledger)
+    broker = f"sqla+sqlite:///{tmp_path}/broker.db"
+    with Connection(broker) as connection:
+        connection.default_channel.session  # noqa: B018 - the tables are made on first use
+    return make_stack(ledger, broker)
+
+
+def broker_rows(stack: Stack) -> list[dict[str, Any]]:
+    import sqlite3
+
+    path = stack.settings.broker_url.removeprefix("sqla+sqlite:///")
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        found = connection.execute(
+            "SELECT m.*, q.name AS queue FROM kombu_message m JOIN kombu_queue q "
+            "ON q.id = m.queue_id ORDER BY m.id"
+        ).fetchall()
+    return [dict(r) for r in found]
+
+
+def stored_times(stack: Stack, message_id: int) -> tuple[Any, ...]:
+    import sqlite3
+
+    path = stack.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        found = connection.execute(
+            "SELECT created_at, updated_at, next_attempt_at, published_at FROM sms_messages "
+            "WHERE id = ?", [message_id],
+        ).fetchone()
+    return tuple(found)
+
+
+@pytest.mark.parametrize(
+    "text,options",
+    [
+        ("Ma OTP cua ban la 493817", {"kind": "otp"}),
+        ("Đơn hàng #12 đã giao",
+         {"sender": "SHOP", "expires_at": datetime(2099, 1, 1, 12, 30, tzinfo=UTC)}),
+    ],
+    ids=["otp", "unicode-expiring"],
+)
+def test_on_the_defaults_the_row_and_the_queued_message_are_kombus_and_sqlalchemys(
+    defaults: Stack, text: str, options: dict[str, Any]
+) -> None:
+    by_sqlalchemy = row(defaults, defaults.producer.enqueue_sms(PHONE, text, **options))
+    found = send_once(defaults.settings, PHONE, text, **options)
+    assert found is not None
+    by_driver = row(defaults, found)
+    assert {k: v for k, v in by_driver.items() if k not in PER_ROW} == {
+        k: v for k, v in by_sqlalchemy.items() if k not in PER_ROW
+    }
+    # the four times are one, SQLite's 'now', stored in SQLAlchemy's format
+    times = stored_times(defaults, found)
+    assert len(set(times)) == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}000", times[0])
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", t)
+        for t in stored_times(defaults, by_sqlalchemy["id"])
+    )
+    # one queued message each, the same in all but their ids
+    by_kombu, direct = broker_rows(defaults)
+    queue = "urgent" if options.get("kind") == "otp" else "default"
+    for r in (by_kombu, direct):
+        assert (r["visible"], r["version"], r["timestamp"], r["queue"]) == (1, 1, None, queue)
+    a, b = json.loads(by_kombu["payload"]), json.loads(direct["payload"])
+    assert set(a) == set(b) and set(a["headers"]) == set(b["headers"])
+    assert a["properties"]["delivery_info"] == b["properties"]["delivery_info"]
+    per_message = ("correlation_id", "delivery_tag", "reply_to")  # per message or publisher
+    assert {k: v for k, v in a["properties"].items() if k not in per_message} == {
+        k: v for k, v in b["properties"].items() if k not in per_message
+    }
+    assert a["headers"]["task"] == b["headers"]["task"] == "fibosms.send_sms"
+    body = json.loads(base64.b64decode(b["body"]))
+    assert body[0] == [found]
+
+
+def test_on_the_defaults_a_worker_sends_what_was_queued_directly(
+    defaults: Stack, sandbox: Any
+) -> None:
+    ids = [send_once(defaults.settings, PHONE, f"hello {i}", kind=k)
+           for i, k in enumerate(("otp", "transactional"))]
+    assert None not in ids
+    defaults.start_worker()
+    wait_for(lambda: set(statuses(defaults.db, ids).values()) == {"sent"}, timeout=40)
+    assert sorted(m.text for m in sandbox.accepted()) == ["hello 0", "hello 1"]
+
+
+def test_on_the_defaults_a_locked_broker_leaves_the_row_to_the_sweep(
+    defaults: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from worker.ledger import oneshot as ledger_oneshot
+
+    monkeypatch.setattr(ledger_oneshot, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.1)
+    monkeypatch.setattr("worker.publish.PUBLISH_RETRY_POLICY",
+                        {"max_retries": 1, "interval_start": 0.01})
+    path = defaults.settings.broker_url.removeprefix("sqla+sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the broker's file
+    try:
+        found = send_once(defaults.settings, PHONE, "hello")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert found is not None
+    r = row(defaults, found)
+    assert r["status"] == "queued" and r["published_at"] is None
+    assert broker_rows(defaults) == []
+
+
+def test_fibosms_send_on_the_defaults_imports_neither_sqlalchemy_nor_kombu(
+    defaults: Stack,
+) -> None:
+    script = (
+        "import sys\n"
+        "from fibosms.cli.main import main\n"
+        "try:\n"
+        "    main(['send', '0912345678', 'hello', '--json'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = ('sqlalchemy', 'redis', 'kombu', 'celery')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **defaults.env},
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    printed, loaded = done.stdout.strip().splitlines()
+    assert loaded == "[]"
+    message_id = json.loads(printed)["id"]
+    r = row(defaults, message_id)
+    assert r["recipient"] == "0912345678" and r["published_at"] is not None
+    [queued] = broker_rows(defaults)
+    body = json.loads(base64.b64decode(json.loads(queued["payload"])["body"]))
+    assert body[0] == [message_id]
+
+
+def test_without_the_brokers_tables_the_defaults_are_left_to_the_producer(
+    make_stack: Callable[..., Stack], tmp_path: Any
+) -> None:
+    from worker.ledger.migrate import upgrade
+
+    ledger = f"sqlite:///{tmp_path}/ledger.db"
+    upgrade(ledger)
+    s = make_stack(ledger, f"sqla+sqlite:///{tmp_path}/fresh-broker.db")
+    assert send_once(s.settings, PHONE, "hello") is None
+    assert count(s) == 0
+    assert not (tmp_path / "fresh-broker.db").exists()  # looked at, not created

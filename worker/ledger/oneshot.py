@@ -1,18 +1,23 @@
-"""One plain message recorded through the PostgreSQL driver alone, for a process that records
+"""One plain message recorded through the database driver alone, for a process that records
 one message and exits (``fibosms send``).
 
-Importing SQLAlchemy costs such a process about 0.2 s, more than all the rest of its work. The
-statement is the one :func:`worker.ledger.outbox.insert_due_now` runs through SQLAlchemy: one
-autocommitted INSERT whose times are the server's ``statement_timestamp()`` (the ledger's
-clock), so the row is durable when it returns. tests/integration/test_oneshot.py holds the two
-paths to the same row, column by column.
+Importing SQLAlchemy costs such a process about 0.2 s, more than all the rest of its work. On
+PostgreSQL the statement is the one :func:`worker.ledger.outbox.insert_due_now` runs through
+SQLAlchemy: one autocommitted INSERT whose times are the server's ``statement_timestamp()``
+(the ledger's clock), so the row is durable when it returns. On SQLite (the embedded default)
+it is what the producer's transaction does there: ``BEGIN IMMEDIATE``, SQLite's own 'now' to
+the millisecond, the INSERT, COMMIT, with the times stored as SQLAlchemy stores them.
+tests/integration/test_oneshot.py holds the paths to the same row, column by column.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
+from contextlib import closing
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from worker.states import SENDABLE
 
@@ -62,6 +67,138 @@ COLUMNS = frozenset(
 )
 
 _SCHEMES = ("postgresql", "postgresql+psycopg")
+_SQLITE_SCHEMES = ("sqlite", "sqlite+pysqlite")
+#: how long a write waits for another writer of the file (as worker.ledger.db's engine)
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+#: how SQLAlchemy's SQLite dialect stores a DateTime (naive UTC, as models.UTCDateTime binds)
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class Ledger(Protocol):
+    """What ``fibosms send``'s one-shot path records through."""
+
+    def ready(self) -> bool:
+        """Whether this path may record here (else the caller takes the full producer)."""
+        ...
+
+    def insert_due_now(self, row: Mapping[str, Any]) -> tuple[int, datetime]: ...
+
+    def mark_unpublished(self, message_id: int) -> None: ...
+
+
+def ledger_for(database_url: str) -> Ledger | None:
+    """The driver-only ledger for ``FIBOSMS_DATABASE_URL``: PostgreSQL through psycopg, or an
+    SQLite file; None for anything else."""
+    dsn = dsn_for(database_url)
+    if dsn is not None:
+        return PostgresLedger(dsn)
+    path = sqlite_path_for(database_url)
+    return None if path is None else SqliteLedger(path)
+
+
+class PostgresLedger:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def ready(self) -> bool:
+        return True  # an unreachable or unmigrated server is reported by the caller
+
+    def insert_due_now(self, row: Mapping[str, Any]) -> tuple[int, datetime]:
+        return insert_due_now(self.dsn, row)
+
+    def mark_unpublished(self, message_id: int) -> None:
+        mark_unpublished(self.dsn, message_id)
+
+
+def sqlite_path_for(url: str) -> Path | None:
+    """The file an SQLite URL names (``sqlite:///relative`` or ``sqlite:////absolute``, the
+    ``sqla+`` of kombu's transport allowed), or None: not SQLite, in memory, or with options."""
+    scheme, sep, rest = url.removeprefix("sqla+").partition("://")
+    if not sep or scheme not in _SQLITE_SCHEMES or not rest.startswith("/"):
+        return None
+    path = rest[1:]
+    if not path or path == ":memory:" or "?" in path or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
+def sqlite_connect(path: Path) -> sqlite3.Connection:
+    """A connection that drives its own transactions, as worker.ledger.db's engine sets up."""
+    connection = sqlite3.connect(
+        path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, isolation_level=None
+    )
+    connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def sqlite_has_table(path: Path, table: str) -> bool:
+    """Whether the SQLite file exists and holds ``table`` (read without creating the file)."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as c:
+            found = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return found is not None
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def ready(self) -> bool:
+        # a missing file or table is the producer's to report ("run fibosms db upgrade")
+        return sqlite_has_table(self.path, "sms_messages")
+
+    def insert_due_now(self, row: Mapping[str, Any]) -> tuple[int, datetime]:
+        """The producer's transaction on SQLite: the write lock first, SQLite's 'now' to the
+        millisecond for the four times, the INSERT; the id and that time."""
+        values = {**DEFAULTS, **{k: v for k, v in row.items() if k not in DUE_NOW_COLUMNS}}
+        unknown = set(values) - COLUMNS
+        if unknown:
+            raise ValueError(f"not a column of sms_messages: {sorted(unknown)[0]}")
+        with closing(sqlite_connect(self.path)) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                (text,) = connection.execute(
+                    "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+                ).fetchone()
+                at = datetime.fromisoformat(text)
+                names = [*values, *DUE_NOW_COLUMNS]
+                bound = [_sqlite_value(values[n]) for n in values]
+                bound += [at.strftime(SQLITE_TIME_FORMAT)] * len(DUE_NOW_COLUMNS)
+                marks = ", ".join("?" for _ in names)
+                columns = ", ".join(f'"{n}"' for n in names)  # names from COLUMNS only
+                cursor = connection.execute(
+                    f"INSERT INTO sms_messages ({columns}) VALUES ({marks})",  # noqa: S608
+                    bound,
+                )
+                message_id = cursor.lastrowid
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        assert message_id is not None
+        return int(message_id), at.replace(tzinfo=UTC)
+
+    def mark_unpublished(self, message_id: int) -> None:
+        marks = ", ".join("?" for _ in SENDABLE)
+        with closing(sqlite_connect(self.path)) as connection:
+            connection.execute(
+                "UPDATE sms_messages SET published_at = NULL "  # noqa: S608 - placeholders only
+                f"WHERE id = ? AND status IN ({marks})",
+                [message_id, *SENDABLE],
+            )
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as SQLAlchemy binds it on SQLite: an aware time as naive UTC text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).strftime(SQLITE_TIME_FORMAT)
+    return _plain(value)
 
 
 def dsn_for(database_url: str) -> str | None:

@@ -293,9 +293,10 @@ class Settings:
         "single path needs room for several runs of `FIBOSMS_SINGLE_BATCH_SIZE`",
         ge=1, le=64,
     )] = 4
-    #: concurrent gateway calls inside one batch
+    #: gateway calls one batch keeps in flight
     batch_concurrency: Annotated[int, setting(
-        "concurrent gateway calls inside one batch, per worker process", ge=1, le=256
+        "gateway calls one batch (a bulk `send_batch`, or single messages gathered into one "
+        "run) keeps in flight at once", ge=1, le=256
     )] = 32
     sandbox_port: Annotated[int, setting(
         "where `fibosms sandbox` listens, and the default gateway without an account",
