@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import redis
@@ -56,14 +57,23 @@ return 0
 """
 
 
+#: how a caller waits between two asks: time.sleep, or a burst moving its calls along
+Sleep = Callable[[float], object]
+
+
 class RateLimiter(Protocol):
-    def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
-        """Block until ``cost`` tokens are taken (True) or ``timeout`` seconds pass (False)."""
+    def acquire(
+        self, cost: float, *, urgent: bool, timeout: float, sleep: Sleep = time.sleep
+    ) -> bool:
+        """Block until ``cost`` tokens are taken (True) or ``timeout`` seconds pass (False),
+        waiting between asks with ``sleep(seconds)``."""
         ...
 
 
 class NoLimit:
-    def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
+    def acquire(
+        self, cost: float, *, urgent: bool, timeout: float, sleep: Sleep = time.sleep
+    ) -> bool:
         return True
 
 
@@ -100,7 +110,9 @@ class RedisRateLimiter(_Schedule):
         self._client = client
         self._take = client.register_script(_TAKE)
 
-    def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
+    def acquire(
+        self, cost: float, *, urgent: bool, timeout: float, sleep: Sleep = time.sleep
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             wait_us = int(
@@ -114,7 +126,7 @@ class RedisRateLimiter(_Schedule):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(wait_us / 1e6, remaining))
+            sleep(min(wait_us / 1e6, remaining))
 
 
 class LocalRateLimiter(_Schedule):
@@ -125,7 +137,9 @@ class LocalRateLimiter(_Schedule):
         self._tat = time.monotonic()
         self._lock = threading.Lock()
 
-    def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
+    def acquire(
+        self, cost: float, *, urgent: bool, timeout: float, sleep: Sleep = time.sleep
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -140,7 +154,7 @@ class LocalRateLimiter(_Schedule):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            time.sleep(min(wait, remaining))
+            sleep(min(wait, remaining))
 
 
 def make_limiter(settings: Settings, client: redis.Redis | None) -> RateLimiter:

@@ -47,7 +47,7 @@ from worker.ledger.db import Database
 from worker.ledger.models import Status
 from worker.ledger.suppressions import GATEWAY, add_suppressions
 from worker.publish import Publishes
-from worker.ratelimit import NoLimit, RateLimiter
+from worker.ratelimit import NoLimit, RateLimiter, Sleep
 from worker.rules.marketing import MarketingPolicy
 from worker.rules.phone import format_for_gateway, mask_phone
 from worker.settings import Settings
@@ -279,7 +279,8 @@ def _burst_calls(
         untried: list[Attempted] = []
         while waiting and burst.room():
             msg = waiting.popleft()
-            if not _token(msg, settings, gate):
+            # the calls already started go on while this one waits for its turn
+            if not _token(msg, settings, gate, sleep=burst.pump):
                 untried.append((msg, None))
                 continue
             burst.start(
@@ -316,12 +317,16 @@ def _attempt(client: Sender, msg: ClaimedMessage, settings: Settings, gate: Gate
     return _judged(outcome, gate)
 
 
-def _token(msg: ClaimedMessage, settings: Settings, gate: Gate) -> bool:
+def _token(
+    msg: ClaimedMessage, settings: Settings, gate: Gate, sleep: Sleep = time.sleep
+) -> bool:
     """Whether the rate limit let ``msg`` go (False: no token in time, or it failed)."""
     cost = msg.segments if settings.rate_per_segment else 1
     timeout = token_wait_seconds(settings.sending_timeout_seconds, rate_limited=True)
     try:
-        return gate.limiter.acquire(cost, urgent=msg.queue == "urgent", timeout=timeout)
+        return gate.limiter.acquire(
+            cost, urgent=msg.queue == "urgent", timeout=timeout, sleep=sleep
+        )
     except Exception:
         log.exception("rate limiter failed before the call; message %d given back", msg.id,
                       extra={"message_id": msg.id})

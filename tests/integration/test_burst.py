@@ -10,6 +10,7 @@ connections, certificates.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import socket
 import ssl
@@ -28,6 +29,7 @@ from tests.integration.test_client_deadline import ANSWER, HEAD, trickling_gatew
 from worker.errors import AmbiguousError, FiboError, NotSent, PermanentError
 from worker.gateway import FiboClient, SendReceipt
 from worker.gateway.burst import Burst
+from worker.ratelimit import LocalRateLimiter
 from worker.sandbox import SandboxServer
 from worker.settings import Settings
 
@@ -133,6 +135,25 @@ def test_closing_a_burst_with_calls_in_flight_closes_their_connections(
             burst.start(1, phone(1), "x", masked_phone="m")
         assert client._pool._idle == []  # an abandoned call's connection is not reused
         assert client.send(phone(2), "y").code == 200
+
+
+def test_calls_started_while_waiting_for_the_rate_limit_leave_at_its_pace(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    # every call needs a new connection; a burst that slept through its turns in the rate
+    # limit would write them all at once at the end, a bunch the limit exists to prevent
+    rate = 20.0
+    limiter = LocalRateLimiter(rate, capacity=1, reserve=0)
+    with fast_client(sandbox_settings) as client, burst_of(client, bounded=False) as burst:
+        for i in range(10):
+            assert limiter.acquire(1, urgent=True, timeout=5, sleep=burst.pump)
+            burst.start(i, phone(i), "x", masked_phone="m")
+        outcomes = send_all(burst, [])
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values())
+    arrivals = sorted(c.time.timestamp() for c in sandbox.calls())
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert len(arrivals) == 10
+    assert min(gaps) > 0.5 / rate, gaps  # one interval apart (50 ms), give or take
 
 
 def test_refused_connections_are_retried_then_not_sent(

@@ -38,7 +38,9 @@ class ScriptedGateway:
 
 
 class BrokenLimiter:
-    def acquire(self, cost: float, *, urgent: bool, timeout: float) -> bool:
+    def acquire(
+        self, cost: float, *, urgent: bool, timeout: float, sleep: object = None
+    ) -> bool:
         raise ConnectionError("the limiter's Redis is down")
 
 

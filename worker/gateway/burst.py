@@ -314,20 +314,35 @@ class Burst:
         is judged."""
         until = None if timeout is None else time.monotonic() + timeout
         while not self._ended and self._calls:
-            now = time.monotonic()
-            nearest = min(c.timer for c in self._calls)
-            limit = nearest if until is None else min(nearest, until)
-            ready = self._selector.select(max(0.0, limit - now)) if self._selector.get_map() \
-                else _sleep(max(0.0, limit - now))
-            for key, mask in ready:
-                self._advance(key.data, mask)
-            now = time.monotonic()
-            for call in [c for c in self._calls if c.timer <= now]:
-                self._expire(call, now)
+            now = self._turn(until)
             if until is not None and now >= until:
                 break
         ended, self._ended = self._ended, []
         return ended
+
+    def pump(self, seconds: float) -> None:
+        """Spend ``seconds`` moving the calls in flight along (connecting, writing, reading,
+        their timers), keeping what ends for :meth:`wait`: how the burst's thread waits for
+        anything else, such as its turn in the rate limit, without holding requests back."""
+        until = time.monotonic() + seconds
+        while self._turn(until) < until:
+            pass
+
+    def _turn(self, until: float | None) -> float:
+        """One ``select`` (up to the nearest timer or ``until``), what it found, then the
+        timers that are due; the time after."""
+        now = time.monotonic()
+        limits = [c.timer for c in self._calls]
+        if until is not None:
+            limits.append(until)
+        pause = max(0.0, min(limits, default=now) - now)
+        ready = self._selector.select(pause) if self._selector.get_map() else _sleep(pause)
+        for key, mask in ready:
+            self._advance(key.data, mask)
+        now = time.monotonic()
+        for call in [c for c in self._calls if c.timer <= now]:
+            self._expire(call, now)
+        return now
 
     def close(self) -> None:
         """Abandon whatever is in flight: its sockets are closed, its outcomes unknown."""
