@@ -12,14 +12,16 @@ tests/integration/test_oneshot.py holds the paths to the same row, column by col
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.states import SENDABLE
+
+if TYPE_CHECKING:
+    import sqlite3
 
 #: a row due at once gets these times from the server's clock, not from the caller
 DUE_NOW_COLUMNS = ("created_at", "updated_at", "next_attempt_at", "published_at")
@@ -124,6 +126,8 @@ def sqlite_path_for(url: str) -> Path | None:
 
 def sqlite_connect(path: Path) -> sqlite3.Connection:
     """A connection that drives its own transactions, as worker.ledger.db's engine sets up."""
+    import sqlite3  # here: a send on PostgreSQL and Redis has no use for it
+
     connection = sqlite3.connect(
         path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, isolation_level=None
     )
@@ -135,6 +139,8 @@ def sqlite_has_table(path: Path, table: str) -> bool:
     """Whether the SQLite file exists and holds ``table`` (read without creating the file)."""
     if not path.is_file():
         return False
+    import sqlite3
+
     try:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as c:
             found = c.execute(
