@@ -503,7 +503,7 @@ class Burst:
         if isinstance(answer, Unreadable):
             self._fail(call, Phase.MAYBE_SENT, answer.reason)
             return
-        self._answered(call, answer)
+        self._answered(call, answer, reusable=answer.keep_alive and not eof)
 
     def _expire(self, call: _Call, now: float) -> None:
         if call.state == _WAITING:
@@ -524,9 +524,9 @@ class Burst:
 
     # -- ends ----------------------------------------------------------------------------
 
-    def _answered(self, call: _Call, answer: Answered) -> None:
+    def _answered(self, call: _Call, answer: Answered, *, reusable: bool) -> None:
         self._unwatch(call)
-        if answer.keep_alive and call.sock is not None:
+        if reusable and call.sock is not None:
             self._pool.give(call.sock)
             call.sock = None
         else:
