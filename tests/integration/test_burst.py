@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.sockets import serving
 from tests.integration.test_client import fast_client
 from tests.integration.test_client_deadline import ANSWER, HEAD, trickling_gateway
 from worker.errors import AmbiguousError, FiboError, NotSent, PermanentError
@@ -189,18 +190,14 @@ def test_every_call_of_a_trickled_burst_ends_by_its_deadline(
     assert all("call deadline" in o.meaning for o in outcomes.values())  # type: ignore[union-attr]
 
 
-@contextmanager
-def one_answer_per_connection(linger: float) -> Iterator[tuple[str, list[int]]]:
-    """Answers one request on each connection (keep-alive, as far as its headers say),
-    then closes it ``linger`` seconds later: a gateway's idle timeout, in short."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.05)
-    stop = threading.Event()
-    requests_seen: list[int] = []
+def test_a_connection_the_gateway_closed_while_idle_is_not_reused(
+    sandbox_settings: Settings,
+) -> None:
+    requests_seen: list[bytes] = []
 
-    def answer(conn: socket.socket) -> None:
+    def answer_then_hang_up(conn: socket.socket, stop: threading.Event) -> None:
+        # the whole answer, keep-alive as far as its headers say; closed 50 ms later, as a
+        # gateway's idle timeout closes a pooled connection
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
@@ -208,41 +205,19 @@ def one_answer_per_connection(linger: float) -> Iterator[tuple[str, list[int]]]:
                 if not chunk:
                     return
                 data += chunk
-            requests_seen.append(1)
+            requests_seen.append(data)
             conn.sendall(HEAD + ANSWER)
-            stop.wait(linger)
+            stop.wait(0.05)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}", requests_seen
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
-
-
-def test_a_connection_the_gateway_closed_while_idle_is_not_reused(
-    sandbox_settings: Settings,
-) -> None:
-    with one_answer_per_connection(linger=0.05) as (url, seen):
-        settings = dataclasses.replace(sandbox_settings, api_url=url)
+    with serving(answer_then_hang_up) as port:
+        settings = dataclasses.replace(sandbox_settings, api_url=f"http://127.0.0.1:{port}")
         with fast_client(settings) as client:
             assert client.send(phone(1), "x").code == 200
+            assert len(client._pool._idle) == 1
             time.sleep(0.3)  # the gateway has closed the idle connection by now
             # a reuse would write into a closed connection: an ambiguous outcome
             assert client.send(phone(2), "y").code == 200
-    assert len(seen) == 2
+    assert len(requests_seen) == 2
 
 
 # -- over TLS ------------------------------------------------------------------------------
@@ -269,11 +244,6 @@ def tls_in_front_of(
     """An https address whose connections are decrypted and relayed to the sandbox."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*certificate)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.05)
-    stop = threading.Event()
 
     def pipe(src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -286,7 +256,7 @@ def tls_in_front_of(
                 with suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
-    def relay(raw: socket.socket) -> None:
+    def relay(raw: socket.socket, stop: threading.Event) -> None:
         try:
             raw.settimeout(5)
             tls = context.wrap_socket(raw, server_side=True)
@@ -298,24 +268,8 @@ def tls_in_front_of(
         tls.settimeout(None)
         pipe(tls, upstream)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=relay, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with serving(relay) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def tls_client(

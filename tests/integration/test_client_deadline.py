@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import pytest
 from urllib3.connection import HTTPConnection
 
+from tests.fixtures.sockets import serving
 from worker.errors import AmbiguousError, NotSent, TransientError
 from worker.gateway import FiboClient
 from worker.gateway.deadline import Exchange, release
@@ -53,13 +54,8 @@ def trickling_gateway(
 ) -> Iterator[str]:
     """Answers every request with ``head`` at once, then ``trickled()`` one byte at a time
     (without ``read_request``, as soon as the connection is accepted)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.05)
-    stop = threading.Event()
 
-    def answer(conn: socket.socket) -> None:
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             data = b"" if read_request else b"\r\n\r\n"
             while b"\r\n\r\n" not in data:
@@ -76,24 +72,8 @@ def trickling_gateway(
             except OSError:
                 return  # the client hung up: what a deadline does
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with serving(answer) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def settings_for(base: Settings, url: str, deadline: float = DEADLINE) -> Settings:

@@ -176,9 +176,9 @@ def test_the_wire_pipeline_selects_the_database_and_reports_refusals(redis_url: 
     assert secret not in str(denied.value)
 
 
-def test_fibosms_send_on_postgresql_and_redis_imports_neither_sqlalchemy_nor_redis_py(
-    stack: Stack, redis_url: str
-) -> None:
+def send_through_the_command_line(stack: Stack) -> tuple[int, list[str]]:
+    """``fibosms send`` in a process of its own: the id it printed, and which of SQLAlchemy,
+    redis-py, kombu and Celery it imported."""
     script = (
         "import sys\n"
         "from fibosms.cli.main import main\n"
@@ -187,16 +187,23 @@ def test_fibosms_send_on_postgresql_and_redis_imports_neither_sqlalchemy_nor_red
         "except SystemExit as exit:\n"
         "    assert exit.code in (0, None), exit.code\n"
         "heavy = ('sqlalchemy', 'redis', 'kombu', 'celery')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **stack.env},
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        [sys.executable, "-c", "import json\n" + script], cwd=ROOT,
+        env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
     printed, loaded = done.stdout.strip().splitlines()
-    assert loaded == "[]"
-    message_id = json.loads(printed)["id"]
+    return int(json.loads(printed)["id"]), json.loads(loaded)
+
+
+def test_fibosms_send_on_postgresql_and_redis_imports_neither_sqlalchemy_nor_redis_py(
+    stack: Stack, redis_url: str
+) -> None:
+    message_id, loaded = send_through_the_command_line(stack)
+    assert loaded == []
     r = row(stack, message_id)
     assert r["recipient"] == "0912345678" and r["status"] == "queued"
     assert r["published_at"] is not None
@@ -330,24 +337,8 @@ def test_on_the_defaults_a_locked_broker_leaves_the_row_to_the_sweep(
 def test_fibosms_send_on_the_defaults_imports_neither_sqlalchemy_nor_kombu(
     defaults: Stack,
 ) -> None:
-    script = (
-        "import sys\n"
-        "from fibosms.cli.main import main\n"
-        "try:\n"
-        "    main(['send', '0912345678', 'hello', '--json'])\n"
-        "except SystemExit as exit:\n"
-        "    assert exit.code in (0, None), exit.code\n"
-        "heavy = ('sqlalchemy', 'redis', 'kombu', 'celery')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env={**os.environ, **defaults.env},
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    printed, loaded = done.stdout.strip().splitlines()
-    assert loaded == "[]"
-    message_id = json.loads(printed)["id"]
+    message_id, loaded = send_through_the_command_line(defaults)
+    assert loaded == []
     r = row(defaults, message_id)
     assert r["recipient"] == "0912345678" and r["published_at"] is not None
     [queued] = broker_rows(defaults)
