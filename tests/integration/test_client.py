@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.fixtures.sandbox import SANDBOX_PASSWORD
+from tests.fixtures.sockets import serving
 from worker.errors import (
     AccountError,
     AmbiguousError,
@@ -371,37 +372,19 @@ def test_an_unusable_url_stops_the_account(sandbox_settings: Settings) -> None:
 @contextmanager
 def raw_gateway(respond: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
     """A socket server that reads each request, then lets ``respond`` misbehave on it."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.settimeout(0.05)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                respond(conn, stop)
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            respond(conn, stop)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with serving(handle) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _head(extra: str) -> bytes:
