@@ -1,4 +1,4 @@
-"""The FIBO client: one pooled session per process, three calls, only our errors out.
+"""The FIBO client: pooled connections per process, three calls, only our errors out.
 
 Transport failures are classified by whether the request may have reached the gateway:
 
@@ -25,10 +25,17 @@ an unusable ``FIBOSMS_API_URL`` (no scheme, bad host)  AccountError     AccountE
 Retries here are only the ones that cannot send twice: ``send`` retries :class:`NotSent`,
 the read-only calls retry any :class:`TransientError`. Everything else is the caller's.
 
-Each call, its retries included, ends within ``FIBOSMS_CALL_DEADLINE_SECONDS``: every
-attempt's connect and read timeouts are capped by the time left, the body is read
-streamed and capped at :data:`MAX_BODY_BYTES`, and a watchdog cuts the socket of an
-answer still trickling in at the deadline (:mod:`worker.gateway.deadline`).
+Sends go out over the client's own non-blocking keep-alive connections
+(:mod:`worker.gateway.burst`, one thread driving many calls; :meth:`FiboClient.send` is a
+burst of one), unless a proxy is configured for the gateway; the balance and totals calls,
+and sends through a proxy, go through requests. Both classify failures by the table above
+and conclude every attempt the same way (:meth:`FiboClient._conclude`).
+
+Each call, its retries included, ends within ``FIBOSMS_CALL_DEADLINE_SECONDS``. Through
+requests, every attempt's connect and read timeouts are capped by the time left, the body is
+read streamed and capped at :data:`MAX_BODY_BYTES`, and a watchdog cuts the socket of an
+answer still trickling in at the deadline (:mod:`worker.gateway.deadline`); a burst keeps
+the same timers itself.
 
 The password travels in the query string (FIBO's API) and in the SOAP body. It never
 reaches a message, a log line or a repr made here, and no error raised here chains to a
@@ -55,9 +62,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential,
-    wait_random,
 )
+from tenacity.wait import wait_base
 
 from worker.errors import (
     AccountError,
@@ -149,14 +155,18 @@ class FiboClient:
         # only requests speaks here) stands in the way
         self._route = self._send_route()
         self._pool = Pool(BURST_POOL_SIZE)
-        self._send_attempts = send_attempts
-        self._retry_deadline = retry_deadline_seconds
-        self._backoff = (backoff_initial_seconds, backoff_max_seconds, backoff_jitter_seconds)
-        # initial·2^(n-1) s, capped, plus 0…jitter s; spelled out because the arguments of
-        # tenacity's own wait_exponential_jitter differ between tenacity 8 and 9
-        wait = wait_exponential(
-            multiplier=backoff_initial_seconds, max=backoff_max_seconds
-        ) + wait_random(0, backoff_jitter_seconds)
+        wait = Backoff(backoff_initial_seconds, backoff_max_seconds, backoff_jitter_seconds)
+        self._burst_timeouts = Timeouts(
+            connect=settings.connect_timeout_seconds,
+            read=settings.read_timeout_seconds,
+            deadline=settings.call_deadline_seconds,
+        )
+        self._burst_retries = Retries(
+            attempts=send_attempts,
+            within=retry_deadline_seconds,
+            backoff=wait.seconds,
+            announce=_announce_retry,
+        )
         deadline = stop_after_delay(retry_deadline_seconds)
         self._wait = wait
         self._send_stop = stop_after_attempt(send_attempts) | deadline
@@ -269,17 +279,8 @@ class FiboClient:
         return Burst(
             self._route,
             self._pool,
-            timeouts=Timeouts(
-                connect=self._settings.connect_timeout_seconds,
-                read=self._settings.read_timeout_seconds,
-                deadline=self._settings.call_deadline_seconds,
-            ),
-            retries=Retries(
-                attempts=self._send_attempts,
-                within=self._retry_deadline,
-                backoff=self._backoff_seconds,
-                announce=_announce_retry,
-            ),
+            timeouts=self._burst_timeouts,
+            retries=self._burst_retries,
             conclude=self._conclude_send,
             limit=self._settings.batch_concurrency if bounded else None,
         )
@@ -288,12 +289,6 @@ class FiboClient:
         self, op: str, masked_phone: str, started: float, outcome: Answer | TransportFailure
     ) -> SendReceipt | FiboError:
         return self._conclude(op, masked_phone, started, outcome, parse_send)
-
-    def _backoff_seconds(self, attempt: int) -> float:
-        """What the tenacity wait of :meth:`send` gives after ``attempt``."""
-        initial, most, jitter = self._backoff
-        wait: float = min(initial * 2 ** (attempt - 1), most)
-        return wait + random.uniform(0, jitter)  # noqa: S311 - jitter, not a secret
 
     def balance(self) -> Decimal:
         """What is left: messages or VND, whichever the account counts (GetClientBalance)."""
@@ -489,6 +484,25 @@ class FiboClient:
                 "fibo_ms": round(ms),
             },
         )
+
+
+class Backoff(wait_base):
+    """initial·2^(n-1) seconds after attempt n, capped, plus 0…jitter seconds: for tenacity
+    (the read calls, and sends through a proxy) and for the bursts alike. Spelled out
+    because the arguments of tenacity's own ``wait_exponential_jitter`` differ between
+    tenacity 8 and 9."""
+
+    def __init__(self, initial: float, most: float, jitter: float) -> None:
+        self.initial = initial
+        self.most = most
+        self.jitter = jitter
+
+    def seconds(self, attempt: int) -> float:
+        wait: float = min(self.initial * 2 ** (attempt - 1), self.most)
+        return wait + random.uniform(0, self.jitter)  # noqa: S311 - jitter, not a secret
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.seconds(retry_state.attempt_number)
 
 
 def _announce_retry(attempt: int, sleep: float) -> None:
