@@ -15,7 +15,8 @@ Every guarantee of the requests path holds, call by call:
   failure (reset, closed, cut short, silence past the read timeout, the deadline) may have
   reached the gateway: ambiguous, never repeated here.
 * **the deadline**: each call, its retries included, ends by ``deadline`` seconds after it
-  started; nothing here blocks except ``select``, bounded by the nearest timer.
+  started; nothing here blocks except ``select``, bounded by the nearest timer, and the
+  name lookup before a new connection (as in requests).
 * **retries**: only of a call that never left, up to the client's attempts, with its
   backoff, and never past the deadline or the retry deadline.
 * **the answer**: read in full (capped at ``MAX_BODY_BYTES``) and judged by the client's
@@ -26,8 +27,9 @@ Every guarantee of the requests path holds, call by call:
 A proxy is the one thing it does not speak: with one configured for the gateway, the
 client sends through requests (:meth:`Route.of` answers None).
 
-The password is in every request's query. It lives in the :class:`Route` (no repr) and in
-the bytes being written; no reason, log line or exception made here contains either.
+The password is in every request's query. It lives in the :class:`Route` (whose repr leaves
+it out) and in the bytes being written; no reason, log line or exception made here contains
+either.
 """
 
 from __future__ import annotations
