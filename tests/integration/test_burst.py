@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.sockets import serving
+from tests.fixtures.sockets import read_request, refused_port, serving
 from tests.integration.test_client import fast_client
 from tests.integration.test_client_deadline import ANSWER, HEAD, trickling_gateway
 from worker.errors import AmbiguousError, FiboError, NotSent, PermanentError
@@ -161,9 +161,7 @@ def test_refused_connections_are_retried_then_not_sent(
     sandbox_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="fibosms.gateway")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     settings = dataclasses.replace(sandbox_settings, api_url=dead)
     with fast_client(settings, send_attempts=3) as client, burst_of(client) as burst:
         outcomes = send_all(burst, [(i, phone(i), "x") for i in range(4)])
@@ -199,13 +197,10 @@ def test_a_connection_the_gateway_closed_while_idle_is_not_reused(
         # the whole answer, keep-alive as far as its headers say; closed 50 ms later, as a
         # gateway's idle timeout closes a pooled connection
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            requests_seen.append(data)
+            request = read_request(conn)
+            if request is None:
+                return
+            requests_seen.append(request)
             conn.sendall(HEAD + ANSWER)
             stop.wait(0.05)
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.fixtures.sandbox import SANDBOX_PASSWORD
-from tests.fixtures.sockets import serving
+from tests.fixtures.sockets import read_request, refused_port, serving
 from worker.errors import (
     AccountError,
     AmbiguousError,
@@ -62,9 +62,7 @@ def client(sandbox_settings: Settings) -> Iterator[FiboClient]:
 @pytest.fixture
 def dead_port() -> int:
     """A local port with nothing listening: connections to it are refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return refused_port()
 
 
 def calls_to(sandbox: SandboxServer, operation: str) -> int:
@@ -375,12 +373,7 @@ def raw_gateway(respond: Callable[[socket.socket, threading.Event], None]) -> It
 
     def handle(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            read_request(conn)  # misbehaving answers follow whole requests and cut ones alike
             respond(conn, stop)
 
     with serving(handle) as port:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import pytest
 from urllib3.connection import HTTPConnection
 
+from tests.fixtures import sockets
 from tests.fixtures.sockets import serving
 from worker.errors import AmbiguousError, NotSent, TransientError
 from worker.gateway import FiboClient
@@ -57,12 +58,8 @@ def trickling_gateway(
 
     def answer(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
-            data = b"" if read_request else b"\r\n\r\n"
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
+            if read_request and sockets.read_request(conn) is None:
+                return
             try:
                 conn.sendall(head)
                 for byte in trickled():
@@ -211,9 +208,7 @@ def test_retries_of_a_send_that_never_left_stop_at_the_deadline(
     sandbox_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="fibosms.gateway")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{sockets.refused_port()}"
     settings = settings_for(sandbox_settings, dead, deadline=1.0)
     with fast_client(
         settings, send_attempts=1000, backoff_initial_seconds=0.3, backoff_max_seconds=0.3
