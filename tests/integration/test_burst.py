@@ -215,6 +215,48 @@ def test_a_connection_the_gateway_closed_while_idle_is_not_reused(
     assert len(requests_seen) == 2
 
 
+def counting_lookups(monkeypatch: pytest.MonkeyPatch, *, fail_first: int = 0) -> list[str]:
+    """Every name the process looks up from now on (the real lookup answers); the first
+    ``fail_first`` fail as an unreachable resolver's do."""
+    names: list[str] = []
+    real = socket.getaddrinfo
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(str(host))
+        if len(names) <= fail_first:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    return names
+
+
+def test_a_burst_looks_the_gateway_name_up_once_for_all_its_new_connections(
+    sandbox: SandboxServer, sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.script(None, [{"delay": 0.1}] * 20)  # so that all 20 need a connection of their own
+    settings = dataclasses.replace(
+        sandbox_settings, api_url=f"http://localhost:{sandbox.port}", batch_concurrency=20
+    )
+    with fast_client(settings) as client, burst_of(client) as burst:
+        names = counting_lookups(monkeypatch)
+        outcomes = send_all(burst, [(i, phone(i), "x") for i in range(20)])
+    assert all(isinstance(o, SendReceipt) for o in outcomes.values()), outcomes
+    assert len(sandbox.accepted()) == 20
+    assert names == ["localhost"]
+
+
+def test_a_failed_lookup_is_not_remembered_the_retry_looks_again(
+    sandbox: SandboxServer, sandbox_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = dataclasses.replace(sandbox_settings, api_url=f"http://localhost:{sandbox.port}")
+    with fast_client(settings, send_attempts=3) as client, burst_of(client) as burst:
+        names = counting_lookups(monkeypatch, fail_first=1)
+        outcomes = send_all(burst, [(1, phone(1), "x")])
+    assert isinstance(outcomes[1], SendReceipt), outcomes
+    assert names == ["localhost", "localhost"]
+
+
 # -- over TLS ------------------------------------------------------------------------------
 
 

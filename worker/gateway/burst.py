@@ -16,7 +16,8 @@ Every guarantee of the requests path holds, call by call:
   reached the gateway: ambiguous, never repeated here.
 * **the deadline**: each call, its retries included, ends by ``deadline`` seconds after it
   started; nothing here blocks except ``select``, bounded by the nearest timer, and the
-  name lookup before a new connection (as in requests).
+  name lookup, made once a burst by its first call that needs a new connection (requests
+  makes one for every new connection).
 * **retries**: only of a call that never left, up to the client's attempts, with its
   backoff, and never past the deadline or the retry deadline.
 * **the answer**: read in full (capped at ``MAX_BODY_BYTES``) and judged by the client's
@@ -267,6 +268,8 @@ class Burst:
         self._calls: list[_Call] = []
         self._ended: list[tuple[Any, Outcome]] = []
         self._selector = selectors.DefaultSelector()
+        #: the gateway's addresses, looked up by the first call that needed a connection
+        self._addresses: list[Any] | None = None
 
     def __enter__(self) -> Burst:
         return self
@@ -365,13 +368,17 @@ class Burst:
             call.sock = sock
             self._write(call, now)
             return
-        try:
-            call.addresses = socket.getaddrinfo(
-                self._route.host, self._route.port, 0, socket.SOCK_STREAM
-            )
-        except OSError:
-            self._fail(call, Phase.NOT_SENT, "DNS lookup of the gateway failed")
-            return
+        if self._addresses is None:
+            # once a burst: the lookup blocks this thread, and every call of the burst
+            # would otherwise make it again; a failure is not kept, a retry looks again
+            try:
+                self._addresses = socket.getaddrinfo(
+                    self._route.host, self._route.port, 0, socket.SOCK_STREAM
+                )
+            except OSError:
+                self._fail(call, Phase.NOT_SENT, "DNS lookup of the gateway failed")
+                return
+        call.addresses = list(self._addresses)
         self._connect(call, now)
 
     def _connect(self, call: _Call, now: float) -> None:
