@@ -12,7 +12,7 @@ UV_VERSION ?= 0.13.9
 LOCK_TARGET := --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock' --quiet
 
-.PHONY: run test lint typecheck imports unit integration system sandbox migrate clean help lock lock-upgrade
+.PHONY: run test lint typecheck imports unit integration system sandbox migrate clean help lock lock-upgrade bytecode
 
 help:
 	@echo "make run    - the whole local stack (SQLite + sandbox gateway, worker, beat)"
@@ -29,7 +29,14 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check || { echo "the lock is behind pyproject.toml: run make lock"; exit 1; }
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
+
+# the project's own bytecode, as pip writes it for an installed package: an editable
+# install has none, and where PYTHONDONTWRITEBYTECODE is set every command would compile
+# its modules again (about 40 ms of a `fibosms send`); a stale file is simply recompiled
+bytecode:
+	$(BIN)/python -m compileall -q worker producer fibosms celeryconfig.py
 
 # the dev lock (runtime + dev + bench) is resolved first; the runtime lock (deploy/Dockerfile)
 # is then held to the same versions, so the image runs what the tests ran. Existing pins are
@@ -75,3 +82,4 @@ test: lint typecheck imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find worker producer fibosms tests bench -name __pycache__ -prune -exec rm -rf {} +
