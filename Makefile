@@ -17,7 +17,7 @@ LOCK_TARGET := --universal --python-version 3.11 --generate-hashes \
 help:
 	@echo "make run    - the whole local stack (SQLite + sandbox gateway, worker, beat)"
 	@echo "make test   - ruff, mypy and the whole test suite (what CI runs)"
-	@echo "make unit | integration | lint | typecheck | imports | sandbox | migrate | clean"
+	@echo "make unit | integration | lint | typecheck | imports | sandbox | migrate | bytecode | clean"
 	@echo "make lock   - refresh the lock files after a change to pyproject.toml's dependencies"
 	@echo "make lock-upgrade - the same, moving every pin to the newest allowed version"
 
@@ -82,4 +82,4 @@ test: lint typecheck imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
-	find worker producer fibosms tests bench -name __pycache__ -prune -exec rm -rf {} +
+	find . -path ./.venv -prune -o -name __pycache__ -prune -exec rm -rf {} +
