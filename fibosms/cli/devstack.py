@@ -66,6 +66,10 @@ def run_dev_stack(settings: Settings, *, concurrency: int = 4) -> int:
         "Ctrl-C stops the stack.\n",
         err=True,
     )
+    # Ctrl-C reaches every process of the terminal's group; SIGTERM (kill, timeout, a
+    # service manager) and SIGHUP (a closed terminal) reach this one alone: all three stop
+    # the stack, or its children would run on without it
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while True:
             for name, proc in children:
@@ -78,6 +82,13 @@ def run_dev_stack(settings: Settings, *, concurrency: int = 4) -> int:
         click.echo("stopping", err=True)
         _stop(children)
         return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
