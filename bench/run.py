@@ -886,14 +886,9 @@ class Harness:
         res["enqueue_rate"] = n / secs
         d = self.drain("single", n, concurrency=concurrency, kinds=kinds, profile_key="single")
         res["drain"] = d
-        ceiling = self.ceiling(concurrency)
-        frac = d["drain_rate"] / ceiling if ceiling and d.get("drain_rate") else None
-        self.rows.append(Row("single", f"drain, pre-filled queue, c={concurrency}",
-                             d.get("drain_rate"), "msg/s", fraction=frac,
-                             target=f"≥ {TARGET_SINGLE_FRACTION} × no-op",
-                             ok=None if frac is None else frac >= TARGET_SINGLE_FRACTION,
-                             note=f"gateway saw {d['gateway_rate'] or 0:,.0f}/s"))
-        self._resource_rows("single", d)
+        self._drain_rows("single", f"drain, pre-filled queue, c={concurrency}", d,
+                         self.ceiling(concurrency), TARGET_SINGLE_FRACTION,
+                         note=f"gateway saw {d['gateway_rate'] or 0:,.0f}/s")
 
         if o.e2e:
             res.update(self.single_e2e(concurrency, kinds, d.get("drain_rate")))
@@ -950,15 +945,10 @@ class Harness:
                        profile_key="bulk")
         d["enqueue_many_rate"] = n / secs
         self.results[f"bulk_c{concurrency}"] = d
-        ceiling = self.ceiling(concurrency)
-        frac = d["drain_rate"] / ceiling if ceiling and d.get("drain_rate") else None
-        self.rows.append(Row("bulk", f"drain, pre-filled queue, c={concurrency}",
-                             d.get("drain_rate"), "msg/s", fraction=frac,
-                             target=f"≥ {TARGET_BULK_FRACTION} × no-op",
-                             ok=None if frac is None else frac >= TARGET_BULK_FRACTION,
-                             note=f"gateway saw {d['gateway_rate'] or 0:,.0f}/s; "
-                                  f"enqueue_many {n / secs:,.0f}/s"))
-        self._resource_rows("bulk", d)
+        self._drain_rows("bulk", f"drain, pre-filled queue, c={concurrency}", d,
+                         self.ceiling(concurrency), TARGET_BULK_FRACTION,
+                         note=f"gateway saw {d['gateway_rate'] or 0:,.0f}/s; "
+                              f"enqueue_many {n / secs:,.0f}/s")
         off = self.ceilings_events_off.get(concurrency)
         if off:
             self.reset()
@@ -967,13 +957,19 @@ class Harness:
             d2 = self.drain("bulk-noevents", n, concurrency=concurrency, kinds=("marketing",),
                             env={"FIBOSMS_TASK_EVENTS": "false"})
             self.results[f"bulk_c{concurrency}_events_off"] = d2
-            frac2 = d2["drain_rate"] / off if d2.get("drain_rate") else None
-            self.rows.append(Row("bulk", f"drain, task events off, c={concurrency}",
-                                 d2.get("drain_rate"), "msg/s", fraction=frac2,
-                                 target=f"≥ {TARGET_BULK_FRACTION} × no-op, events off",
-                                 ok=None if frac2 is None else frac2 >= TARGET_BULK_FRACTION,
-                                 note=f"against the events-off no-op's {off:,.0f}/s"))
-            self._resource_rows("bulk", d2)
+            self._drain_rows("bulk", f"drain, task events off, c={concurrency}", d2, off,
+                             TARGET_BULK_FRACTION, against="no-op, events off",
+                             note=f"against the events-off no-op's {off:,.0f}/s")
+
+    def _drain_rows(self, section: str, name: str, d: dict[str, Any], ceiling: float | None,
+                    target: float, *, note: str, against: str = "no-op") -> None:
+        """A drain's rate as a fraction of ``ceiling``, held to ``target``; then the
+        worker's CPU and memory rows of the same drain."""
+        frac = d["drain_rate"] / ceiling if ceiling and d.get("drain_rate") else None
+        self.rows.append(Row(section, name, d.get("drain_rate"), "msg/s", fraction=frac,
+                             target=f"≥ {target} × {against}",
+                             ok=None if frac is None else frac >= target, note=note))
+        self._resource_rows(section, d)
 
     def part_latency(self, concurrency: int) -> None:
         o = self.opts
