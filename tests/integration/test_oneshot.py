@@ -48,6 +48,21 @@ def row(stack: Stack, message_id: int) -> dict[str, Any]:
         return {c.name: getattr(m, c.key) for c in Message.__table__.columns}
 
 
+def recorded_both_ways(
+    stack: Stack, text: str, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The same message recorded by the producer (SQLAlchemy) and by ``send_once`` (the
+    driver): the two rows, which must agree in every column but the per-row ones."""
+    by_sqlalchemy = row(stack, stack.producer.enqueue_sms(PHONE, text, **options))
+    found = send_once(stack.settings, PHONE, text, **options)
+    assert found is not None
+    by_driver = row(stack, found)
+    assert {k: v for k, v in by_driver.items() if k not in PER_ROW} == {
+        k: v for k, v in by_sqlalchemy.items() if k not in PER_ROW
+    }
+    return by_sqlalchemy, by_driver
+
+
 def count(stack: Stack) -> int:
     with stack.db.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(Message)) or 0)
@@ -66,13 +81,7 @@ def count(stack: Stack) -> int:
 def test_the_driver_writes_the_row_sqlalchemy_writes(
     stack: Stack, text: str, options: dict[str, Any]
 ) -> None:
-    by_sqlalchemy = row(stack, stack.producer.enqueue_sms(PHONE, text, **options))
-    found = send_once(stack.settings, PHONE, text, **options)
-    assert found is not None
-    by_driver = row(stack, found)
-    assert {k: v for k, v in by_driver.items() if k not in PER_ROW} == {
-        k: v for k, v in by_sqlalchemy.items() if k not in PER_ROW
-    }
+    by_sqlalchemy, by_driver = recorded_both_ways(stack, text, options)
     # due at once, on the server's clock, and published
     times = {by_driver[k] for k in PER_ROW - {"id"}}
     assert len(times) == 1 and next(iter(times)).utcoffset() is not None
@@ -267,13 +276,8 @@ def stored_times(stack: Stack, message_id: int) -> tuple[Any, ...]:
 def test_on_the_defaults_the_row_and_the_queued_message_are_kombus_and_sqlalchemys(
     defaults: Stack, text: str, options: dict[str, Any]
 ) -> None:
-    by_sqlalchemy = row(defaults, defaults.producer.enqueue_sms(PHONE, text, **options))
-    found = send_once(defaults.settings, PHONE, text, **options)
-    assert found is not None
-    by_driver = row(defaults, found)
-    assert {k: v for k, v in by_driver.items() if k not in PER_ROW} == {
-        k: v for k, v in by_sqlalchemy.items() if k not in PER_ROW
-    }
+    by_sqlalchemy, by_driver = recorded_both_ways(defaults, text, options)
+    found = by_driver["id"]
     # the four times are one, SQLite's 'now', stored in SQLAlchemy's format
     times = stored_times(defaults, found)
     assert len(set(times)) == 1
